@@ -1,0 +1,188 @@
+"""The ``stockyard`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+DEFAULT_PIPELINES = "pipelines"
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stockyard",
+        description="Stockyard: an LLM gateway configured by .pipe pipeline files.",
+        epilog="Run `stockyard COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"stockyard {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="lint .pipe files and report every problem",
+        description="Parse, check and compile .pipe files; report every problem in one run. "
+        "Exit status: 0 clean, 1 errors (or warnings with --strict), 2 usage or I/O error.",
+    )
+    check.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help=f"files or directories of .pipe files (default: {DEFAULT_PIPELINES}/)",
+    )
+    check.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
+    check.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
+    check.add_argument(
+        "--no-env",
+        action="store_true",
+        help="skip checks that depend on this machine's environment variables",
+    )
+    check.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the text output (default: auto, when writing to a terminal)",
+    )
+    check.set_defaults(run=_check)
+
+    routes = commands.add_parser(
+        "routes",
+        help="print the compiled route table",
+        description="Compile .pipe files and print the routes in match order.",
+    )
+    routes.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help=f"files or directories of .pipe files (default: {DEFAULT_PIPELINES}/)",
+    )
+    routes.add_argument("--format", choices=("text", "json"), default="text")
+    routes.set_defaults(run=_routes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+def _paths(args: argparse.Namespace) -> list[str]:
+    return list(args.paths) or [DEFAULT_PIPELINES]
+
+
+def _use_color(choice: str) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+def _load(args: argparse.Namespace, check_env: bool = True):  # type: ignore[no-untyped-def]
+    from .dsl import CheckOptions, SourceError, check_paths, collect_files
+
+    try:
+        paths = _paths(args)
+        if not collect_files(paths):
+            print(f"stockyard: no .pipe files in {', '.join(paths)}", file=sys.stderr)
+            return None
+        return check_paths(paths, CheckOptions(check_env=check_env))
+    except SourceError as error:
+        print(f"stockyard: {error}", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .dsl import render_text, summary, to_json
+
+    result = _load(args, check_env=not args.no_env)
+    if result is None:
+        return EXIT_USAGE
+    failed = bool(result.errors) or (args.strict and bool(result.warnings))
+    if args.format == "json":
+        document = to_json(result.diagnostics, result.sources)
+        document["ok"] = not failed
+        document["strict"] = args.strict
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        color = _use_color(args.color)
+        sys.stdout.write(render_text(result.diagnostics, result.sources, color=color))
+        print(summary(result.diagnostics, len(result.sources)))
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def _routes(args: argparse.Namespace) -> int:
+    from .dsl import render_text
+
+    result = _load(args, check_env=False)
+    if result is None:
+        return EXIT_USAGE
+    if result.generation is None:
+        sys.stderr.write(render_text(result.errors, result.sources, color=_use_color("auto")))
+        print(f"stockyard: {len(result.errors)} error(s); nothing compiled", file=sys.stderr)
+        return EXIT_ERRORS
+    generation = result.generation
+    if args.format == "json":
+        json.dump([_route_json(r) for r in generation.routes], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    rows = [("#", "ROUTE", "PATH", "MODELS", "CHAIN", "MODULES")]
+    for index, route in enumerate(generation.routes, 1):
+        rows.append(
+            (
+                str(index),
+                route.name,
+                ", ".join(route.paths),
+                ", ".join(route.models) or "*",
+                route.chain_text(),
+                ", ".join(m.name for m in route.modules) or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(
+        f"\n{len(generation.routes)} route(s) from {len(generation.files)} file(s), "
+        f"source {generation.source_hash[:12]}"
+    )
+    return EXIT_OK
+
+
+def _route_json(route) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        "name": route.name,
+        "paths": list(route.paths),
+        "models": list(route.models),
+        "chain": [
+            [{"provider": h.provider, "model": h.model, "weight": h.weight} for h in t.hops]
+            for t in route.chain
+        ],
+        "modules": [m.name for m in route.modules],
+        "source": route.source,
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = ["Path", "main"]

@@ -1,0 +1,130 @@
+"""The pipeline language: parse, check and compile ``.pipe`` files.
+
+Public API::
+
+    result = check_paths(["pipelines/"])      # every diagnostic, and a Generation if no errors
+    print(render_text(result.diagnostics, result.sources))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checker import CheckOptions, Program, check_sources
+from .compiler import compile_program
+from .diagnostics import Diagnostic, Label, Severity, render_text, summary, to_json
+from .generation import Generation, RouteSpec
+from .span import Span
+
+PIPE_SUFFIX = ".pipe"
+
+
+class SourceError(OSError):
+    """A path given to the checker cannot be read (missing, unreadable, not a .pipe file)."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    sources: Mapping[str, str]
+    diagnostics: tuple[Diagnostic, ...]
+    generation: Generation | None
+    program: Program
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.is_error)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if not d.is_error)
+
+
+def collect_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand directories into their ``*.pipe`` files (recursively, sorted)."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob(f"*{PIPE_SUFFIX}") if p.is_file())
+        elif path.is_file():
+            files.append(path)
+        elif path.exists():
+            raise SourceError(f"{path}: not a file or directory")
+        else:
+            raise SourceError(f"{path}: no such file or directory")
+    return files
+
+
+def read_sources(files: Iterable[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
+    """Read files as UTF-8. Undecodable text is a diagnostic; an unreadable file raises."""
+    sources: dict[str, str] = {}
+    problems: list[Diagnostic] = []
+    for file in files:
+        name = str(file)
+        try:
+            data = file.read_bytes()
+        except OSError as error:
+            raise SourceError(f"{name}: {error.strerror or error}") from None
+        try:
+            sources[name] = data.decode("utf-8").lstrip("\ufeff")
+        except UnicodeDecodeError as error:
+            line = data[: error.start].count(b"\n") + 1
+            column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+            problems.append(
+                Diagnostic(
+                    "SY005",
+                    Severity.ERROR,
+                    "file is not valid UTF-8 text",
+                    Span(name, line, column, line, column + 1),
+                    "",
+                    help="save the file as UTF-8",
+                )
+            )
+    return sources, problems
+
+
+def check(
+    sources: Mapping[str, str],
+    options: CheckOptions = CheckOptions(),
+    extra_diagnostics: Iterable[Diagnostic] = (),
+) -> CheckResult:
+    """Check and, when there are no errors, compile. Never raises on bad input."""
+    from ..modules import REGISTRY
+    from ..pricing import known_models
+    from ..providers import KINDS
+
+    if not options.known_prices:
+        options = CheckOptions(options.check_env, options.environ, known_models())
+    program, diagnostics = check_sources(sources.items(), REGISTRY, KINDS, options)
+    diagnostics = sorted([*extra_diagnostics, *diagnostics], key=Diagnostic.sort_key)
+    generation = None
+    if not any(d.is_error for d in diagnostics):
+        generation = compile_program(program)
+    return CheckResult(dict(sources), tuple(diagnostics), generation, program)
+
+
+def check_paths(paths: Sequence[str | Path], options: CheckOptions = CheckOptions()) -> CheckResult:
+    sources, problems = read_sources(collect_files(paths))
+    return check(sources, options, problems)
+
+
+__all__ = [
+    "CheckOptions",
+    "CheckResult",
+    "Diagnostic",
+    "Generation",
+    "Label",
+    "RouteSpec",
+    "Severity",
+    "SourceError",
+    "Span",
+    "check",
+    "check_paths",
+    "collect_files",
+    "read_sources",
+    "render_text",
+    "summary",
+    "to_json",
+]

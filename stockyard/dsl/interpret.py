@@ -1,0 +1,285 @@
+"""Read a block's attributes against its schema: typed values, or diagnostics saying why not."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast
+from .diagnostics import Diagnostic, Label, Severity
+from .schema import AttributeSpec, BlockSpec
+from .span import Span
+from .suggest import did_you_mean
+from .types import ValueProblem
+
+
+@dataclass(frozen=True, slots=True)
+class AttrValue:
+    """One attribute as read: positional values, clause values, and where each came from."""
+
+    spec: AttributeSpec
+    node: ast.Attribute
+    positional: tuple[Any, ...]
+    positional_spans: tuple[Span, ...]
+    clauses: Mapping[str, Any]
+    clause_spans: Mapping[str, Span]
+
+    @property
+    def first(self) -> Any:
+        return self.positional[0] if self.positional else None
+
+    @property
+    def span(self) -> Span:
+        return self.node.span
+
+
+@dataclass
+class BlockValues:
+    block: ast.Block
+    attributes: dict[str, list[AttrValue]] = field(default_factory=dict)
+
+    def get(self, name: str) -> AttrValue | None:
+        values = self.attributes.get(name)
+        return values[0] if values else None
+
+
+def problem_to_diagnostic(
+    problem: ValueProblem, fallback: Span, severity: Severity = Severity.ERROR
+) -> Diagnostic:
+    return Diagnostic(
+        problem.code,
+        severity,
+        problem.message,
+        problem.span or fallback,
+        problem.label,
+        help=problem.help,
+    )
+
+
+def split_shared_lines(block: ast.Block, spec: BlockSpec) -> tuple[ast.Attribute, ...]:
+    """``input $1/1M output $2/1M`` → two attributes, for blocks that allow it."""
+    if not spec.several_per_line:
+        return block.attributes
+    result: list[ast.Attribute] = []
+    for attr in block.attributes:
+        name, values = attr.name, list(attr.values)
+        start = 0
+        for index in range(1, len(values) + 1):
+            at_end = index == len(values)
+            item = values[index] if not at_end else None
+            if at_end or (
+                isinstance(item, ast.Ident) and item.name in spec.attributes and index > start
+            ):
+                own = tuple(values[start:index])
+                end = own[-1].span if own else name.span
+                result.append(ast.Attribute(name, own, name.span.to(end)))
+                if not at_end:
+                    assert isinstance(item, ast.Ident)
+                    name = item
+                    start = index + 1
+    return tuple(result)
+
+
+def read_block(
+    block: ast.Block,
+    spec: BlockSpec,
+    extra: Mapping[str, AttributeSpec],
+    extra_owner: str,
+    diagnostics: list[Diagnostic],
+) -> BlockValues:
+    """Validate every attribute of ``block``; report all problems, keep what is valid."""
+    result = BlockValues(block)
+    allowed = {**spec.attributes, **extra}
+    for node in split_shared_lines(block, spec):
+        name = node.name.name
+        attr_spec = allowed.get(name)
+        if attr_spec is None:
+            diagnostics.append(_unknown_attribute(node, spec, allowed, extra_owner))
+            continue
+        previous = result.attributes.get(name)
+        if previous and not attr_spec.repeatable:
+            diagnostics.append(
+                Diagnostic(
+                    "SY105",
+                    Severity.ERROR,
+                    f"`{name}` is set twice in {spec.kind} `{block.name or spec.kind}`",
+                    node.name.span,
+                    "set again here",
+                    help=f"keep one `{name}` line",
+                    related=(Label(previous[0].node.name.span, "first set here"),),
+                )
+            )
+            continue
+        value = read_attribute(node, attr_spec, diagnostics)
+        if value is not None:
+            result.attributes.setdefault(name, []).append(value)
+    for attr_spec in allowed.values():
+        if attr_spec.required and attr_spec.name not in result.attributes:
+            if any(n.name.name == attr_spec.name for n in block.attributes):
+                continue  # present but invalid: already reported
+            diagnostics.append(
+                Diagnostic(
+                    "SY104",
+                    Severity.ERROR,
+                    f"{spec.kind} `{block.name or spec.kind}` has no `{attr_spec.name}`",
+                    block.header,
+                    f"`{attr_spec.name}` is required",
+                    notes=(f"`{attr_spec.name}`: {attr_spec.doc}",),
+                    help=f"add `{attr_spec.example}`",
+                )
+            )
+    return result
+
+
+def _unknown_attribute(
+    node: ast.Attribute, spec: BlockSpec, allowed: Mapping[str, AttributeSpec], extra_owner: str
+) -> Diagnostic:
+    name = node.name.name
+    suggestion = did_you_mean(name, allowed)
+    notes: tuple[str, ...] = ()
+    if suggestion is None:
+        notes = (f"{spec.kind} blocks accept: {', '.join(f'`{a}`' for a in allowed)}",)
+    what = f"{spec.kind} {extra_owner}".strip()
+    return Diagnostic(
+        "SY103",
+        Severity.ERROR,
+        f"unknown attribute `{name}` in {what}",
+        node.name.span,
+        "not an attribute here",
+        notes=notes,
+        help=suggestion,
+    )
+
+
+def read_attribute(
+    node: ast.Attribute, spec: AttributeSpec, diagnostics: list[Diagnostic]
+) -> AttrValue | None:
+    positional: list[Any] = []
+    positional_spans: list[Span] = []
+    clauses: dict[str, Any] = {}
+    clause_spans: dict[str, Span] = {}
+    ok = True
+    values = node.values
+    index = 0
+    while index < len(values):
+        value = values[index]
+        if isinstance(value, ast.Ident) and value.name in spec.clauses:
+            if value.name in clauses:
+                diagnostics.append(
+                    Diagnostic(
+                        "SY105",
+                        Severity.ERROR,
+                        f"`{value.name}` is given twice in `{spec.name}`",
+                        value.span,
+                        "given again here",
+                        related=(Label(clause_spans[value.name], "first given here"),),
+                    )
+                )
+                ok = False
+            elif index + 1 >= len(values):
+                clause_type = spec.clauses[value.name]
+                diagnostics.append(
+                    Diagnostic(
+                        "SY107",
+                        Severity.ERROR,
+                        f"`{value.name}` needs a value: expected {clause_type.words}",
+                        value.span,
+                        "value missing after this",
+                        help=f"for example `{spec.example}`",
+                    )
+                )
+                ok = False
+            else:
+                target = values[index + 1]
+                try:
+                    clauses[value.name] = spec.clauses[value.name].from_ast(target)
+                    clause_spans[value.name] = value.span.to(target.span)
+                except ValueProblem as problem:
+                    diagnostics.append(problem_to_diagnostic(problem, target.span))
+                    ok = False
+            index += 2
+            continue
+        slot = len(positional)
+        value_type = spec.positional[slot] if slot < len(spec.positional) else spec.variadic
+        if value_type is None:
+            diagnostics.append(_extra_value(node, spec, value))
+            return None
+        try:
+            positional.append(value_type.from_ast(value))
+            positional_spans.append(value.span)
+        except ValueProblem as problem:
+            if (
+                spec.clauses
+                and isinstance(value, ast.Ident)
+                and slot >= len(spec.positional) - (1 if spec.optional_positional else 0)
+            ):
+                diagnostics.append(_unknown_clause(spec, value))
+            else:
+                diagnostics.append(problem_to_diagnostic(problem, value.span))
+            ok = False
+            positional.append(None)
+            positional_spans.append(value.span)
+        index += 1
+    if not ok:
+        return None
+    if len(positional) < spec.min_positional:
+        missing = (
+            spec.positional[len(positional)]
+            if len(positional) < len(spec.positional)
+            else spec.variadic
+        )
+        words = missing.words if missing else "a value"
+        diagnostics.append(
+            Diagnostic(
+                "SY107",
+                Severity.ERROR,
+                f"`{spec.name}` needs {words}",
+                node.span,
+                "value missing",
+                help=f"for example `{spec.example}`",
+            )
+        )
+        return None
+    if spec.needs_one_clause and not clauses:
+        diagnostics.append(
+            Diagnostic(
+                "SY107",
+                Severity.ERROR,
+                f"`{spec.name}` needs at least one of " + ", ".join(f"`{c}`" for c in spec.clauses),
+                node.span,
+                "nothing set",
+                help=f"for example `{spec.example}`",
+            )
+        )
+        return None
+    return AttrValue(spec, node, tuple(positional), tuple(positional_spans), clauses, clause_spans)
+
+
+def _unknown_clause(spec: AttributeSpec, value: ast.Ident) -> Diagnostic:
+    suggestion = did_you_mean(value.name, spec.clauses)
+    return Diagnostic(
+        "SY108",
+        Severity.ERROR,
+        f"unknown option `{value.name}` for `{spec.name}`",
+        value.span,
+        "not an option of `" + spec.name + "`",
+        notes=(f"`{spec.name}` takes: " + ", ".join(f"`{c}`" for c in spec.clauses),),
+        help=suggestion or f"for example `{spec.example}`",
+    )
+
+
+def _extra_value(node: ast.Attribute, spec: AttributeSpec, value: ast.Value) -> Diagnostic:
+    if spec.clauses and isinstance(value, ast.Ident):
+        return _unknown_clause(spec, value)
+    help_text = f"for example `{spec.example}`"
+    if any(isinstance(v, ast.Ident) for v in node.values[1:]) and not spec.clauses:
+        help_text = "one attribute per line, or separate them with `;`"
+    return Diagnostic(
+        "SY107",
+        Severity.ERROR,
+        f"too many values for `{spec.name}`: unexpected {ast.describe(value)}",
+        value.span,
+        "unexpected value",
+        help=help_text,
+    )

@@ -1,0 +1,460 @@
+"""Parse ``.pipe`` source into the AST (:mod:`stockyard.dsl.ast`), turning Lark's exceptions
+into :class:`~stockyard.dsl.diagnostics.Diagnostic` values.
+
+A file is parsed whole. When that fails, it is split at block headers and each block is parsed
+on its own, so one broken block yields one diagnostic and the rest of the file is still checked.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic, Label, Severity
+from .span import Span
+
+GRAMMAR_NAME = "pipe.lark"
+
+# Tokens after which a line break does not end the attribute: the value goes on.
+_CONTINUES_LINE = frozenset({"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"})
+_OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
+_CLOSERS = frozenset(_OPENERS.values())
+
+_BLOCK_HEADER = re.compile(
+    r'^[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*(?:[ \t]+(?:[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"))?[ \t]*\{',
+    re.MULTILINE,
+)
+
+
+def grammar_path() -> Path:
+    """The grammar shipped inside the package, or ``grammar/pipe.lark`` of a source checkout."""
+    packaged = resources.files(__package__).joinpath(GRAMMAR_NAME)
+    if packaged.is_file():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "grammar" / GRAMMAR_NAME
+    if checkout.is_file():
+        return checkout
+    raise FileNotFoundError(f"the pipeline grammar {GRAMMAR_NAME} is missing from the installation")
+
+
+class _LineContinuation:
+    """Post-lexer: drop line breaks inside brackets and after a token that continues the value.
+
+    It also remembers the open ``{`` tokens so that an unexpected end of input can name the
+    block that was never closed.
+    """
+
+    always_accept = ("_NL",)
+
+    def __init__(self) -> None:
+        self.open_braces: list[tuple[Token, list[Token]]] = []
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        self.open_braces = []
+        depth: list[str] = []
+        previous: Token | None = None
+        line_tokens: list[Token] = []
+        for token in stream:
+            kind = token.type
+            if kind == "_NL":
+                if depth or (previous is not None and previous.type in _CONTINUES_LINE):
+                    continue
+                line_tokens = []
+            elif kind in _OPENERS:
+                depth.append(_OPENERS[kind])
+            elif kind in _CLOSERS and depth and depth[-1] == kind:
+                depth.pop()
+            elif kind == "LBRACE":
+                self.open_braces.append((token, list(line_tokens)))
+                depth.clear()
+            elif kind == "RBRACE":
+                if self.open_braces:
+                    self.open_braces.pop()
+                depth.clear()
+            if kind != "_NL":
+                line_tokens.append(token)
+            previous = token
+            yield token
+
+
+@cache
+def _lark() -> tuple[Lark, _LineContinuation]:
+    postlex = _LineContinuation()
+    parser = Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="basic",
+        postlex=postlex,
+        propagate_positions=True,
+        maybe_placeholders=False,
+        strict=True,
+    )
+    return parser, postlex
+
+
+_lock = threading.Lock()
+
+
+def parse(text: str, path: str) -> tuple[ast.SourceFile, list[Diagnostic]]:
+    """Parse one file. Never raises on bad input: problems come back as diagnostics."""
+    parser, postlex = _lark()
+    with _lock:
+        try:
+            tree = parser.parse(text)
+        except UnexpectedInput:
+            return _parse_by_block(text, path, parser, postlex)
+    blocks = _ToAst(path, 0).transform(tree)
+    return ast.SourceFile(path, text, tuple(blocks)), []
+
+
+def _parse_by_block(
+    text: str, path: str, parser: Lark, postlex: _LineContinuation
+) -> tuple[ast.SourceFile, list[Diagnostic]]:
+    starts = [m.start() for m in _BLOCK_HEADER.finditer(text)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    bounds = list(zip(starts, starts[1:] + [len(text)]))
+    blocks: list[ast.Block] = []
+    diagnostics: list[Diagnostic] = []
+    for index, (begin, end) in enumerate(bounds):
+        segment = text[begin:end]
+        line_offset = text.count("\n", 0, begin)
+        try:
+            tree = parser.parse(segment)
+        except UnexpectedInput as error:
+            next_header = _header_text(text, end) if index + 1 < len(bounds) else None
+            diagnostics.append(
+                _syntax_diagnostic(error, segment, path, line_offset, postlex, next_header, text)
+            )
+            continue
+        blocks.extend(_ToAst(path, line_offset).transform(tree))
+    return ast.SourceFile(path, text, tuple(blocks)), diagnostics
+
+
+def _header_text(text: str, offset: int) -> tuple[str, int]:
+    line_end = text.find("\n", offset)
+    header = text[offset : line_end if line_end >= 0 else len(text)].split("{", 1)[0].strip()
+    return header, text.count("\n", 0, offset) + 1
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, path: str, line_offset: int) -> None:
+        super().__init__()
+        self._file = path
+        self.offset = line_offset
+
+    def _span(self, meta: object) -> Span:
+        o = self.offset
+        m = meta
+        return Span(self._file, m.line + o, m.column, m.end_line + o, m.end_column)  # type: ignore[attr-defined]
+
+    def _token_span(self, token: Token) -> Span:
+        o = self.offset
+        return Span(self._file, token.line + o, token.column, token.end_line + o, token.end_column)  # type: ignore[operator]
+
+    def start(self, meta: object, children: list[ast.Block]) -> list[ast.Block]:
+        return children
+
+    def block(self, meta: object, children: list[object]) -> ast.Block:
+        kind_token = children[0]
+        assert isinstance(kind_token, Token)
+        kind = ast.Ident(str(kind_token), self._token_span(kind_token))
+        label: ast.Ident | ast.Literal | None = None
+        rest = children[1:]
+        if rest and isinstance(rest[0], Token):
+            token = rest[0]
+            span = self._token_span(token)
+            if token.type == "STRING":
+                label = ast.Literal("string", str(token), span)
+            else:
+                label = ast.Ident(str(token), span)
+            rest = rest[1:]
+        header = kind.span.to(label.span) if label else kind.span
+        attributes = tuple(a for a in rest if isinstance(a, ast.Attribute))
+        return ast.Block(kind, label, attributes, self._span(meta), header)
+
+    def attribute(self, meta: object, children: list[object]) -> ast.Attribute:
+        name_token = children[0]
+        assert isinstance(name_token, Token)
+        name = ast.Ident(str(name_token), self._token_span(name_token))
+        values = tuple(c for c in children[1:] if not isinstance(c, Token))
+        return ast.Attribute(name, values, self._span(meta))  # type: ignore[arg-type]
+
+    def chain(self, meta: object, children: list[ast.Value]) -> ast.Chain:
+        return ast.Chain(tuple(children), self._span(meta))
+
+    def balanced(self, meta: object, children: list[ast.Value]) -> ast.Tier:
+        return ast.Tier(tuple(children), self._span(meta))
+
+    def ident(self, meta: object, children: list[Token]) -> ast.Ident:
+        return ast.Ident(str(children[0]), self._token_span(children[0]))
+
+    def call(self, meta: object, children: list[object]) -> ast.Call:
+        name_token = children[0]
+        assert isinstance(name_token, Token)
+        name = ast.Ident(str(name_token), self._token_span(name_token))
+        arguments = tuple(c for c in children[1:] if isinstance(c, ast.Argument))
+        return ast.Call(name, arguments, self._span(meta))
+
+    def named_argument(self, meta: object, children: list[object]) -> ast.Argument:
+        token, value = children
+        assert isinstance(token, Token)
+        name = ast.Ident(str(token), self._token_span(token))
+        return ast.Argument(name, value, self._span(meta))  # type: ignore[arg-type]
+
+    def positional_argument(self, meta: object, children: list[ast.Value]) -> ast.Argument:
+        return ast.Argument(None, children[0], self._span(meta))
+
+    def list(self, meta: object, children: list[ast.Value]) -> ast.ListValue:
+        return ast.ListValue(tuple(children), self._span(meta))
+
+    def _literal(kind: str):  # type: ignore[no-untyped-def]  # noqa: N805
+        def make(self: _ToAst, meta: object, children: list[Token]) -> ast.Literal:
+            return ast.Literal(kind, str(children[0]), self._token_span(children[0]))
+
+        return make
+
+    string = _literal("string")
+    number = _literal("number")
+    duration = _literal("duration")
+    money = _literal("money")
+    rate = _literal("rate")
+    size = _literal("size")
+    status = _literal("status")
+    path = _literal("path")
+    del _literal
+
+
+# --- syntax errors in words -----------------------------------------------------------------
+
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "DURATION": "a duration",
+    "MONEY": "an amount like `$25`",
+    "RATE": "a rate like `60/min`",
+    "SIZE": "a size like `10MiB`",
+    "STATUS": "a status class like `5xx`",
+    "PATH": "a path like `/v1/chat/completions`",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "COMMA": "`,`",
+    "COLON": "`:`",
+    "SEMICOLON": "`;`",
+    "_ARROW": "`->`",
+    "_BAR": "`|`",
+    "_NL": "a line break",
+    "$END": "the end of the file",
+}
+_VALUE_TERMINALS = frozenset(
+    {"STRING", "NUMBER", "DURATION", "MONEY", "RATE", "SIZE", "STATUS", "PATH", "LSQB"}
+)
+_WORD_ORDER = list(_TERMINAL_WORDS)
+
+
+def _expected_words(expected: set[str]) -> str:
+    names = set(expected)
+    words: list[str] = []
+    if _VALUE_TERMINALS <= names:
+        names -= _VALUE_TERMINALS
+        words.append("a value" if "NAME" not in names else "a name or a value")
+        names.discard("NAME")
+    if "_NL" in names and "SEMICOLON" in names:
+        names.discard("SEMICOLON")
+    words += [_TERMINAL_WORDS.get(n, f"`{n}`") for n in sorted(names, key=_order)]
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _order(name: str) -> int:
+    return _WORD_ORDER.index(name) if name in _WORD_ORDER else len(_WORD_ORDER)
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "NAME":
+        return f"name `{token}`"
+    if token.type in ("_NL", "$END"):
+        return _TERMINAL_WORDS[token.type]
+    if token.type in _TERMINAL_WORDS and token.type not in _VALUE_TERMINALS:
+        return _TERMINAL_WORDS[token.type]
+    return f"`{token}`"
+
+
+def _end_of_text_span(text: str, path: str, line_offset: int) -> Span:
+    stripped = text.rstrip()
+    line = stripped.count("\n") + 1
+    column = len(stripped) - (stripped.rfind("\n") + 1) + 1
+    return Span(path, line + line_offset, column, line + line_offset, column + 1)
+
+
+def _syntax_diagnostic(
+    error: UnexpectedInput,
+    segment: str,
+    path: str,
+    line_offset: int,
+    postlex: _LineContinuation,
+    next_header: tuple[str, int] | None,
+    whole_text: str,
+) -> Diagnostic:
+    def at(line: int, column: int, width: int = 1) -> Span:
+        return Span(path, line + line_offset, column, line + line_offset, column + width)
+
+    if isinstance(error, UnexpectedCharacters):
+        return _bad_character(error, segment, at)
+    if isinstance(error, UnexpectedEOF) or (
+        isinstance(error, UnexpectedToken) and error.token.type == "$END"
+    ):
+        return _unexpected_end(error, segment, path, line_offset, postlex, next_header)
+    assert isinstance(error, UnexpectedToken)
+    token = error.token
+    width = (
+        max(1, (token.end_column or token.column + 1) - token.column) if token.type != "_NL" else 1
+    )
+    span = at(token.line, token.column, width)
+    expected = _expected_words(set(error.expected))
+    message = f"unexpected {_describe_token(token)}, expected {expected}"
+    help_text: str | None = None
+    notes: tuple[str, ...] = ()
+    if token.type == "COLON":
+        help_text = "attributes are written `name value` without a colon, e.g. `timeout 30s`"
+    elif token.type == "LBRACE":
+        help_text = "blocks cannot be nested; is a `}` missing above?"
+    elif token.type == "RBRACE" and "RPAR" in error.expected:
+        help_text = "close the `(` first"
+    elif token.type == "RBRACE" and "RSQB" in error.expected:
+        help_text = "close the `[` first"
+    elif token.type == "_NL" and "RSQB" in error.expected:
+        help_text = "add a `,` between list items"
+    elif token.type in ("NAME", "STRING") and "LBRACE" in error.expected:
+        help_text = "a block is written `kind name { … }`, e.g. `route chat { … }`"
+    elif token.type == "NAME" and "RPAR" in error.expected:
+        help_text = "separate arguments with `,` and write named ones as `name: value`"
+    elif (
+        token.type == "NAME"
+        and {"LBRACE"} & set(error.expected) == set()
+        and "_NL" in error.expected
+    ):
+        help_text = "one attribute per line, or separate them with `;`"
+    return Diagnostic("SY001", Severity.ERROR, message, span, "unexpected here", notes, help_text)
+
+
+def _bad_character(error: UnexpectedCharacters, segment: str, at) -> Diagnostic:  # type: ignore[no-untyped-def]
+    line_text = (
+        segment.split("\n")[error.line - 1] if error.line - 1 < len(segment.split("\n")) else ""
+    )
+    rest = line_text[error.column - 1 :]
+    char = rest[:1] or segment[error.pos_in_stream : error.pos_in_stream + 1]
+    if char == '"':
+        return Diagnostic(
+            "SY003",
+            Severity.ERROR,
+            "unterminated string",
+            at(error.line, error.column, max(1, len(rest.rstrip()))),
+            'this string has no closing `"`',
+            help='strings end on the line they start; close it with `"`',
+        )
+    word = re.match(r"[^\s,;()\[\]{}#]+", rest)
+    text = word.group(0) if word else char
+    if char.isdigit() or char in "$/":
+        return Diagnostic(
+            "SY004",
+            Severity.ERROR,
+            f"invalid literal `{text}`",
+            at(error.line, error.column, len(text)),
+            "not a number, duration, amount, rate or size",
+            notes=(
+                "literals look like `2`, `0.5`, `250ms`, `30s`, `5m`, `1h`, `7d`, `$25`, "
+                "`$0.15/1M`, `60/min`, `10MiB`, `5xx`, `/v1/chat/completions`",
+            ),
+            help=_literal_help(text),
+        )
+    help_text = "write `name value`, e.g. `timeout 30s`" if char in "=:" else None
+    if char == "'":
+        help_text = 'strings use double quotes: "…"'
+    return Diagnostic(
+        "SY004",
+        Severity.ERROR,
+        f"unexpected character `{char}`",
+        at(error.line, error.column, 1),
+        "not valid here",
+        help=help_text,
+    )
+
+
+def _literal_help(text: str) -> str | None:
+    m = re.fullmatch(r"([0-9.]+)\s*([A-Za-z]+)", text)
+    if m:
+        unit = m.group(2).lower()
+        if unit in ("sec", "secs", "second", "seconds"):
+            return f"write `{m.group(1)}s`"
+        if unit in ("min", "mins", "minute", "minutes"):
+            return f"write `{m.group(1)}m` for minutes"
+        if unit in ("hr", "hrs", "hour", "hours"):
+            return f"write `{m.group(1)}h`"
+        if unit in ("day", "days"):
+            return f"write `{m.group(1)}d`"
+        if unit in ("mb", "kb", "gb", "mib", "kib", "gib"):
+            return "sizes are written `10MB` or `10MiB` (units are case-sensitive)"
+        return "durations use ms, s, m, h or d; sizes B, KB, MB, GB, KiB, MiB or GiB"
+    if text.startswith("$"):
+        return "amounts are written `$25` or `$0.15/1M` (per million tokens)"
+    return None
+
+
+def _unexpected_end(
+    error: UnexpectedInput,
+    segment: str,
+    path: str,
+    line_offset: int,
+    postlex: _LineContinuation,
+    next_header: tuple[str, int] | None,
+) -> Diagnostic:
+    end = _end_of_text_span(segment, path, line_offset)
+    if postlex.open_braces:
+        brace, header_tokens = postlex.open_braces[-1]
+        header = " ".join(str(t) for t in header_tokens) or "block"
+        brace_span = Span(
+            path,
+            brace.line + line_offset,
+            brace.column,
+            brace.line + line_offset,
+            brace.column + 1,  # type: ignore[operator]
+        )
+        if next_header is not None:
+            where = f"before `{next_header[0]}` on line {next_header[1]}"
+        else:
+            where = "before the end of the file"
+        return Diagnostic(
+            "SY002",
+            Severity.ERROR,
+            f"unclosed block `{header}`",
+            brace_span,
+            "this `{` is never closed",
+            notes=(f"expected `}}` {where}",),
+            help="add `}` after the block's last attribute",
+            related=(Label(end, "the block should end by here"),),
+        )
+    expected = getattr(error, "expected", None) or set()
+    words = _expected_words(set(expected)) if expected else "more input"
+    return Diagnostic(
+        "SY002",
+        Severity.ERROR,
+        f"unexpected end of file, expected {words}",
+        end,
+        "the file ends here",
+    )

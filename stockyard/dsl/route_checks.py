@@ -1,0 +1,263 @@
+"""Route-level semantics: caps, module order, timeouts, prices, and unreachable routes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .checker import CheckOptions, Program, RouteDecl
+from .diagnostics import Diagnostic, Label, Severity
+from .literals import format_money
+from .resolve import ModuleUse
+from .schema import AUTHENTICATES, RECORDS, REJECTS, SERVES
+from .span import Span
+
+GLOB_CHARS = frozenset("*?")
+
+
+def check_routes(program: Program, options: CheckOptions, diagnostics: list[Diagnostic]) -> None:
+    if program.default_modules is not None:
+        _check_order(program.default_modules, "the defaults", diagnostics)
+    known_prices = set(options.known_prices) | set(program.prices)
+    for route in program.routes:
+        if route.modules is not None:
+            if not route.modules_from_defaults:
+                _check_order(route.modules, f"route `{route.name}`", diagnostics)
+            _check_cap(route, diagnostics)
+        _check_timeouts(route, program, diagnostics)
+        _check_prices(route, known_prices, diagnostics)
+    _check_shadowing(program.routes, diagnostics)
+
+
+def _check_cap(route: RouteDecl, diagnostics: list[Diagnostic]) -> None:
+    cap = route.values.get("cap")
+    modules = {m.name: m for m in route.modules or ()}
+    if cap is None:
+        if "cost_cap" in modules:
+            diagnostics.append(
+                Diagnostic(
+                    "SY307",
+                    Severity.WARNING,
+                    f"`cost_cap` on route `{route.name}` has no `cap` to enforce",
+                    modules["cost_cap"].span,
+                    "does nothing here",
+                    help="add `cap daily $… monthly $…` to the route, or remove `cost_cap`",
+                )
+            )
+        return
+    daily: Decimal | None = cap.clauses.get("daily")
+    monthly: Decimal | None = cap.clauses.get("monthly")
+    if daily is not None and monthly is not None and daily > monthly:
+        diagnostics.append(
+            Diagnostic(
+                "SY302",
+                Severity.ERROR,
+                f"daily cap {format_money(daily)} is above the monthly cap {format_money(monthly)}",
+                cap.clause_spans["daily"],
+                "larger than the monthly cap",
+                notes=("the monthly cap would always be reached first",),
+                help="lower the daily cap or raise the monthly cap",
+                related=(Label(cap.clause_spans["monthly"], "monthly cap"),),
+            )
+        )
+    if daily is None and monthly is None:
+        diagnostics.append(
+            Diagnostic(
+                "SY107",
+                Severity.ERROR,
+                "`cap` needs `daily` or `monthly`",
+                cap.span,
+                "no limit given",
+                help="for example `cap daily $25 monthly $400 per project`",
+            )
+        )
+    if "cost_cap" not in modules:
+        modules_attr = route.values.get("modules")
+        where = "the route's modules" if modules_attr else "the modules (from the defaults)"
+        diagnostics.append(
+            Diagnostic(
+                "SY303",
+                Severity.ERROR,
+                f"route `{route.name}` has a `cap` but no `cost_cap` module to enforce it",
+                cap.node.name.span,
+                "this cap would never be checked",
+                help=f"add `cost_cap` to {where}",
+                related=(Label(modules_attr.node.name.span, "modules here"),)
+                if modules_attr
+                else (),
+            )
+        )
+    elif cap.clauses.get("per") == "key":
+        _needs_auth_before(route.modules or (), modules["cost_cap"], "cap per key", diagnostics)
+
+
+def _needs_auth_before(
+    modules: tuple[ModuleUse, ...], user: ModuleUse, why: str, diagnostics: list[Diagnostic]
+) -> None:
+    names = [m.name for m in modules]
+    auth = [m for m in modules if AUTHENTICATES in m.spec.roles]
+    if auth and names.index(auth[0].name) < names.index(user.name):
+        return
+    diagnostics.append(
+        Diagnostic(
+            "SY306",
+            Severity.WARNING,
+            f"`{user.name}` ({why}) runs before any module that identifies the key",
+            user.span,
+            "the caller's key is not known yet",
+            help="put `auth` before it"
+            if not auth
+            else f"move `{auth[0].name}` before `{user.name}`",
+        )
+    )
+
+
+def _check_order(modules: tuple[ModuleUse, ...], owner: str, diagnostics: list[Diagnostic]) -> None:
+    """Warn about orders that silently weaken a pipeline. The order is never changed."""
+    for index, module in enumerate(modules):
+        before = modules[:index]
+        if AUTHENTICATES in module.spec.roles:
+            for server in (m for m in before if SERVES in m.spec.roles):
+                diagnostics.append(
+                    Diagnostic(
+                        "SY306",
+                        Severity.WARNING,
+                        f"`{server.name}` runs before `{module.name}` in {owner}",
+                        server.span,
+                        "answers before the caller is authenticated",
+                        notes=(
+                            f"cached answers would be served to callers `{module.name}` would refuse",
+                        ),
+                        help=f"move `{module.name}` before `{server.name}`",
+                        related=(Label(module.span, "authentication happens here"),),
+                    )
+                )
+        if RECORDS in module.spec.roles:
+            for server in (m for m in before if SERVES in m.spec.roles):
+                diagnostics.append(
+                    Diagnostic(
+                        "SY306",
+                        Severity.WARNING,
+                        f"`{module.name}` runs after `{server.name}` in {owner}: hits go unrecorded",
+                        module.span,
+                        f"never reached when `{server.name}` answers",
+                        help=f"move `{module.name}` before `{server.name}`",
+                        related=(Label(server.span, "answers here"),),
+                    )
+                )
+            rejecting = [m for m in before if REJECTS in m.spec.roles]
+            if rejecting:
+                names = ", ".join(f"`{m.name}`" for m in rejecting)
+                diagnostics.append(
+                    Diagnostic(
+                        "SY306",
+                        Severity.WARNING,
+                        f"`{module.name}` runs after {names} in {owner}: rejected requests go unrecorded",
+                        module.span,
+                        "rejections never reach this",
+                        help=f"put `{module.name}` first so that refusals are recorded too",
+                        related=tuple(Label(m.span, "may reject here") for m in rejecting[:1]),
+                    )
+                )
+        if module.spec.needs_key is not None and module.spec.needs_key(module.params):
+            _needs_auth_before(modules, module, "per key", diagnostics)
+
+
+def _check_timeouts(route: RouteDecl, program: Program, diagnostics: list[Diagnostic]) -> None:
+    timeout = route.values.get("timeout")
+    if timeout is None:
+        return
+    total = timeout.first
+    first_token = timeout.clauses.get("first_token")
+    if total is not None and first_token is not None and first_token >= total:
+        diagnostics.append(
+            Diagnostic(
+                "SY310",
+                Severity.WARNING,
+                "`first_token` timeout is not shorter than the total timeout",
+                timeout.clause_spans["first_token"],
+                "can never fire first",
+                help="make `first_token` shorter than the total, or drop it",
+                related=(Label(timeout.positional_spans[0], "total timeout"),),
+            )
+        )
+
+
+def _check_prices(route: RouteDecl, known: set[str], diagnostics: list[Diagnostic]) -> None:
+    explicit: list[tuple[str, Span, str]] = []
+    models = route.values.get("models")
+    if models is not None:
+        for model, span in zip(models.positional, models.positional_spans):
+            if model is not None and not GLOB_CHARS & set(model):
+                explicit.append((model, span, "served by"))
+    for tier in route.chain or ():
+        for hop in tier:
+            if hop.model is not None:
+                explicit.append((hop.model, hop.span, "sent upstream by"))
+    for model, span, how in explicit:
+        if not _priced(model, known):
+            diagnostics.append(
+                Diagnostic(
+                    "SY305",
+                    Severity.WARNING,
+                    f"model `{model}` has no known price",
+                    span,
+                    "cost would be unknown",
+                    notes=(
+                        f"`{model}` is {how} route `{route.name}`; its requests would be "
+                        "recorded with an unknown cost",
+                    ),
+                    help=f'add `price "{model}" {{ input $…/1M  output $…/1M }}`',
+                )
+            )
+
+
+def _priced(model: str, known: set[str]) -> bool:
+    return model in known or any(model.startswith(p) for p in known)
+
+
+def _covers(earlier: str, later: str) -> bool:
+    """Whether every model matched by the pattern ``later`` is matched by ``earlier``."""
+    if earlier == "*" or earlier == later:
+        return True
+    if not GLOB_CHARS & set(later):
+        from fnmatch import fnmatchcase
+
+        return fnmatchcase(later, earlier.replace("[", "[[]"))
+    if earlier.endswith("*") and not GLOB_CHARS & set(earlier[:-1]):
+        return later.startswith(earlier[:-1])
+    return False
+
+
+def _check_shadowing(routes: list[RouteDecl], diagnostics: list[Diagnostic]) -> None:
+    seen: list[tuple[RouteDecl, frozenset[str], tuple[str, ...]]] = []
+    for route in routes:
+        paths_attr = route.values.get("path")
+        if paths_attr is None:
+            continue
+        paths = frozenset(p for p in paths_attr.positional if p)
+        models_attr = route.values.get("models")
+        models = tuple(m for m in models_attr.positional if m) if models_attr else ("*",)
+        for earlier, earlier_paths, earlier_models in seen:
+            if paths <= earlier_paths and all(
+                any(_covers(e, m) for e in earlier_models) for m in models
+            ):
+                diagnostics.append(
+                    Diagnostic(
+                        "SY301",
+                        Severity.WARNING,
+                        f"route `{route.name}` can never match: `{earlier.name}` comes first",
+                        route.values.block.header,
+                        "unreachable",
+                        notes=(
+                            "routes are tried in order (files by name, then top to bottom); "
+                            "the first whose path and model patterns match wins",
+                        ),
+                        help=f"move `{route.name}` above `{earlier.name}`, or narrow "
+                        f"`{earlier.name}`'s models",
+                        related=(
+                            Label(earlier.values.block.header, "matches everything it would"),
+                        ),
+                    )
+                )
+                break
+        seen.append((route, paths, models))

@@ -1,0 +1,678 @@
+"""Value types for attributes and module parameters.
+
+One schema serves both the checker (values written in ``.pipe`` files, as AST nodes) and the
+runtime-override API (values sent as JSON), so the two can never disagree about what is valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from . import ast, literals
+from .span import Span
+from .suggest import did_you_mean
+
+
+class ValueProblem(Exception):
+    """A value does not fit its type. Carries what a diagnostic needs."""
+
+    def __init__(
+        self, code: str, message: str, span: Span | None, label: str = "", help: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.span = span
+        self.label = label
+        self.help = help
+
+
+TYPE_MISMATCH = "SY106"
+INVALID_VALUE = "SY109"
+OUT_OF_RANGE = "SY110"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvRef:
+    """``env("NAME")``: read from the environment when the generation is built."""
+
+    name: str
+    span: Span | None = None
+
+    def __str__(self) -> str:
+        return f'env("{self.name}")'
+
+
+@dataclass(frozen=True, slots=True)
+class RateValue:
+    count: Decimal
+    per_seconds: int
+
+    def __str__(self) -> str:
+        unit = {1: "s", 60: "min", 3600: "h", 86400: "day"}.get(
+            self.per_seconds, f"{self.per_seconds}s"
+        )
+        return f"{self.count.normalize():f}/{unit}"
+
+
+class ValueType:
+    """Base class. ``words`` completes "expected …" in messages."""
+
+    words = "a value"
+    example = ""
+
+    def from_ast(self, value: ast.Value) -> Any:
+        raise NotImplementedError
+
+    def from_json(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def mismatch(self, value: ast.Value) -> ValueProblem:
+        found = ast.describe(value)
+        raw = f" `{value.raw}`" if isinstance(value, ast.Literal) and value.kind != "string" else ""
+        if isinstance(value, ast.Literal) and value.kind == "string":
+            raw = f" {value.raw}"
+        help_text = f"for example `{self.example}`" if self.example else None
+        return ValueProblem(
+            TYPE_MISMATCH,
+            f"expected {self.words}, found {found}{raw}",
+            value.span,
+            f"expected {self.words}",
+            help_text,
+        )
+
+    def json_mismatch(self, value: Any) -> ValueProblem:
+        example = f" (for example {self.example!r})" if self.example else ""
+        return ValueProblem(TYPE_MISMATCH, f"expected {self.words}{example}, got {value!r}", None)
+
+
+def _literal(value: ast.Value, *kinds: str) -> ast.Literal | None:
+    if isinstance(value, ast.Literal) and value.kind in kinds:
+        return value
+    return None
+
+
+def _check_range(number: Any, low: Any, high: Any, span: Span | None, shown: str) -> None:
+    if low is not None and number < low:
+        raise ValueProblem(
+            OUT_OF_RANGE, f"{shown} is too small: the minimum is {low}", span, "too small"
+        )
+    if high is not None and number > high:
+        raise ValueProblem(
+            OUT_OF_RANGE, f"{shown} is too large: the maximum is {high}", span, "too large"
+        )
+
+
+class Duration(ValueType):
+    """A duration, compiled to seconds (float)."""
+
+    words = "a duration"
+    example = "30s"
+
+    def __init__(self, minimum: str | None = None, maximum: str | None = None) -> None:
+        self.minimum = literals.duration_seconds(minimum) if minimum else None
+        self.maximum = literals.duration_seconds(maximum) if maximum else None
+        self._bounds = (minimum, maximum)
+
+    def _range(self, seconds: Decimal, span: Span | None, shown: str) -> float:
+        low, high = self._bounds
+        if self.minimum is not None and seconds < self.minimum:
+            raise ValueProblem(
+                OUT_OF_RANGE, f"{shown} is too short: the minimum is {low}", span, "too short"
+            )
+        if self.maximum is not None and seconds > self.maximum:
+            raise ValueProblem(
+                OUT_OF_RANGE, f"{shown} is too long: the maximum is {high}", span, "too long"
+            )
+        return float(seconds)
+
+    def from_ast(self, value: ast.Value) -> float:
+        lit = _literal(value, "duration")
+        if lit is None:
+            number = _literal(value, "number")
+            if number is not None:
+                raise ValueProblem(
+                    TYPE_MISMATCH,
+                    f"expected a duration, found a bare number `{number.raw}`",
+                    value.span,
+                    "this needs a unit",
+                    f"add a unit: `{number.raw}s` for seconds or `{number.raw}ms` for milliseconds",
+                )
+            raise self.mismatch(value)
+        return self._range(literals.duration_seconds(lit.raw), lit.span, f"`{lit.raw}`")
+
+    def from_json(self, value: Any) -> float:
+        if isinstance(value, bool):
+            raise self.json_mismatch(value)
+        if isinstance(value, int | float):
+            return self._range(Decimal(str(value)), None, f"{value}s")
+        if isinstance(value, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)", value):
+            return self._range(literals.duration_seconds(value), None, f"`{value}`")
+        raise self.json_mismatch(value)
+
+
+class Money(ValueType):
+    """A plain amount of dollars (Decimal), e.g. a spend cap."""
+
+    words = "an amount of money"
+    example = "$25"
+
+    def from_ast(self, value: ast.Value) -> Decimal:
+        lit = _literal(value, "money")
+        if lit is None:
+            number = _literal(value, "number")
+            if number is not None:
+                raise ValueProblem(
+                    TYPE_MISMATCH,
+                    f"expected an amount of money, found a bare number `{number.raw}`",
+                    value.span,
+                    "amounts start with `$`",
+                    f"write `${number.raw}`",
+                )
+            raise self.mismatch(value)
+        amount, per = literals.money(lit.raw)
+        if per is not None:
+            raise ValueProblem(
+                TYPE_MISMATCH,
+                f"expected a plain amount, found a per-token price `{lit.raw}`",
+                lit.span,
+                "a price, not an amount",
+                f"write `{lit.raw.split('/')[0]}`",
+            )
+        return amount
+
+    def from_json(self, value: Any) -> Decimal:
+        return _decimal_from_json(self, value)
+
+
+class Price(ValueType):
+    """A per-token price, compiled to dollars per one million tokens (Decimal)."""
+
+    words = "a price per tokens"
+    example = "$0.15/1M"
+
+    def from_ast(self, value: ast.Value) -> Decimal:
+        lit = _literal(value, "money")
+        if lit is None:
+            raise self.mismatch(value)
+        amount, per = literals.money(lit.raw)
+        if per is None:
+            raise ValueProblem(
+                TYPE_MISMATCH,
+                f"expected a price per tokens, found a plain amount `{lit.raw}`",
+                lit.span,
+                "per how many tokens?",
+                f"write `{lit.raw}/1M` for a price per million tokens",
+            )
+        if per == 0:
+            raise ValueProblem(
+                OUT_OF_RANGE, "a price per zero tokens has no meaning", lit.span, "zero"
+            )
+        return literals.per_million(amount, per)
+
+    def from_json(self, value: Any) -> Decimal:
+        return _decimal_from_json(self, value)
+
+
+def _decimal_from_json(kind: ValueType, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise kind.json_mismatch(value)
+    text = value.lstrip("$") if isinstance(value, str) else str(value)
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise kind.json_mismatch(value) from None
+    if not amount.is_finite() or amount < 0:
+        raise kind.json_mismatch(value)
+    return amount
+
+
+class Rate(ValueType):
+    words = "a rate"
+    example = "60/min"
+
+    def from_ast(self, value: ast.Value) -> RateValue:
+        lit = _literal(value, "rate")
+        if lit is None:
+            raise self.mismatch(value)
+        count, per = literals.rate(lit.raw)
+        if count <= 0:
+            raise ValueProblem(
+                OUT_OF_RANGE, f"`{lit.raw}` allows nothing", lit.span, "must be above zero"
+            )
+        return RateValue(count, per)
+
+    def from_json(self, value: Any) -> RateValue:
+        if isinstance(value, str) and re.fullmatch(r"[0-9.]+[kKM]?/[a-z]+", value):
+            try:
+                count, per = literals.rate(value)
+            except KeyError:
+                raise self.json_mismatch(value) from None
+            if count > 0:
+                return RateValue(count, per)
+        raise self.json_mismatch(value)
+
+
+class Size(ValueType):
+    words = "a size"
+    example = "10MiB"
+
+    def from_ast(self, value: ast.Value) -> int:
+        lit = _literal(value, "size")
+        if lit is None:
+            raise self.mismatch(value)
+        return literals.size_bytes(lit.raw)
+
+    def from_json(self, value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[0-9.]+(B|KB|MB|GB|KiB|MiB|GiB)", value):
+            return literals.size_bytes(value)
+        raise self.json_mismatch(value)
+
+
+class Integer(ValueType):
+    words = "a whole number"
+    example = "3"
+
+    def __init__(self, minimum: int | None = None, maximum: int | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def from_ast(self, value: ast.Value) -> int:
+        lit = _literal(value, "number")
+        if lit is None or "." in lit.raw:
+            raise self.mismatch(value)
+        number = int(lit.raw)
+        _check_range(number, self.minimum, self.maximum, lit.span, f"`{lit.raw}`")
+        return number
+
+    def from_json(self, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.json_mismatch(value)
+        _check_range(value, self.minimum, self.maximum, None, str(value))
+        return value
+
+
+class Number(ValueType):
+    words = "a number"
+    example = "0.5"
+
+    def __init__(
+        self, minimum: Decimal | int | None = None, maximum: Decimal | int | None = None
+    ) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def from_ast(self, value: ast.Value) -> Decimal:
+        lit = _literal(value, "number")
+        if lit is None:
+            raise self.mismatch(value)
+        number = Decimal(lit.raw)
+        _check_range(number, self.minimum, self.maximum, lit.span, f"`{lit.raw}`")
+        return number
+
+    def from_json(self, value: Any) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.json_mismatch(value)
+        number = Decimal(str(value))
+        _check_range(number, self.minimum, self.maximum, None, str(value))
+        return number
+
+
+class Choice(ValueType):
+    """One of a closed set of names, written bare: ``per project``."""
+
+    def __init__(self, *options: str, what: str = "value") -> None:
+        self.options = options
+        self.what = what
+        self.words = "one of " + ", ".join(f"`{o}`" for o in options)
+        self.example = options[0]
+
+    def _pick(self, name: str, span: Span | None) -> str:
+        if name in self.options:
+            return name
+        raise ValueProblem(
+            INVALID_VALUE,
+            f"unknown {self.what} `{name}`",
+            span,
+            f"expected {self.words}",
+            did_you_mean(name, self.options) or f"use {self.words}",
+        )
+
+    def from_ast(self, value: ast.Value) -> str:
+        if isinstance(value, ast.Ident):
+            return self._pick(value.name, value.span)
+        if isinstance(value, ast.Literal) and value.kind == "string" and value.text in self.options:
+            return value.text
+        raise self.mismatch(value)
+
+    def from_json(self, value: Any) -> str:
+        if isinstance(value, str):
+            return self._pick(value, None)
+        raise self.json_mismatch(value)
+
+
+class Boolean(ValueType):
+    words = "`true` or `false`"
+    example = "true"
+    _WORDS = {"true": True, "false": False, "on": True, "off": False, "yes": True, "no": False}
+
+    def from_ast(self, value: ast.Value) -> bool:
+        if isinstance(value, ast.Ident) and value.name in self._WORDS:
+            return self._WORDS[value.name]
+        raise self.mismatch(value)
+
+    def from_json(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        raise self.json_mismatch(value)
+
+
+class Text(ValueType):
+    words = "a string"
+    example = '"text"'
+
+    def __init__(self, *, allow_env: bool = False, nonempty: bool = True) -> None:
+        self.allow_env = allow_env
+        self.nonempty = nonempty
+        if allow_env:
+            self.words = 'a string or `env("NAME")`'
+
+    def check_text(self, text: str, span: Span | None) -> str:
+        if self.nonempty and not text:
+            raise ValueProblem(INVALID_VALUE, "this string must not be empty", span, "empty")
+        return text
+
+    def from_ast(self, value: ast.Value) -> str | EnvRef:
+        if isinstance(value, ast.Literal) and value.kind == "string":
+            return self.check_text(value.text, value.span)
+        if self.allow_env:
+            env = env_ref(value)
+            if env is not None:
+                return env
+        raise self.mismatch(value)
+
+    def from_json(self, value: Any) -> str:
+        if isinstance(value, str):
+            return self.check_text(value, None)
+        raise self.json_mismatch(value)
+
+
+class Url(Text):
+    words = "a URL"
+    example = '"https://api.openai.com/v1"'
+
+    def __init__(self) -> None:
+        super().__init__(allow_env=True)
+        self.words = 'a URL string or `env("NAME")`'
+
+    def check_text(self, text: str, span: Span | None) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", text):
+            raise ValueProblem(
+                INVALID_VALUE,
+                f"`{text}` is not an http(s) URL",
+                span,
+                "not a URL",
+                'write the full address, e.g. "https://api.openai.com/v1"',
+            )
+        return text.rstrip("/")
+
+
+class Glob(Text):
+    """A model-name pattern: ``*`` any run of characters, ``?`` one character."""
+
+    words = "a model name or pattern"
+    example = '"gpt-4o*"'
+
+    def from_ast(self, value: ast.Value) -> str:
+        if isinstance(value, ast.Ident):
+            raise ValueProblem(
+                TYPE_MISMATCH,
+                f"model patterns are strings: found the bare name `{value.name}`",
+                value.span,
+                "put this in quotes",
+                f'write "{value.name}"',
+            )
+        result = super().from_ast(value)
+        assert isinstance(result, str)
+        return result
+
+
+class UrlPath(ValueType):
+    words = "a path"
+    example = "/v1/chat/completions"
+
+    def from_ast(self, value: ast.Value) -> str:
+        if (
+            isinstance(value, ast.Literal)
+            and value.kind in ("path", "string")
+            and value.text.startswith("/")
+        ):
+            return value.text
+        raise self.mismatch(value)
+
+    def from_json(self, value: Any) -> str:
+        if isinstance(value, str) and value.startswith("/"):
+            return value
+        raise self.json_mismatch(value)
+
+
+class Secret(ValueType):
+    """Where a credential comes from: ``passthrough``, ``none``, ``env("NAME")`` or a literal string."""
+
+    words = '`passthrough`, `none` or `env("NAME")`'
+    example = 'env("OPENAI_API_KEY")'
+
+    def from_ast(self, value: ast.Value) -> str | EnvRef | None:
+        if isinstance(value, ast.Ident) and value.name in ("passthrough", "none"):
+            return None if value.name == "none" else "passthrough"
+        if isinstance(value, ast.Ident):
+            raise ValueProblem(
+                INVALID_VALUE,
+                f"unknown key source `{value.name}`",
+                value.span,
+                f"expected {self.words}",
+                did_you_mean(value.name, ("passthrough", "none"))
+                or f'to read a variable write env("{value.name}")',
+            )
+        env = env_ref(value)
+        if env is not None:
+            return env
+        if isinstance(value, ast.Literal) and value.kind == "string":
+            return value.text  # the checker warns: a secret written into a file
+        raise self.mismatch(value)
+
+    def from_json(self, value: Any) -> Any:
+        raise self.json_mismatch(value)
+
+
+def env_ref(value: ast.Value) -> EnvRef | None:
+    """``env("NAME")`` → EnvRef; anything else → None. A malformed env call is a problem."""
+    if not (isinstance(value, ast.Call) and value.name.name == "env"):
+        return None
+    args = value.arguments
+    if (
+        len(args) != 1
+        or args[0].name is not None
+        or not isinstance(args[0].value, ast.Literal)
+        or args[0].value.kind != "string"
+    ):
+        raise ValueProblem(
+            TYPE_MISMATCH,
+            "`env` takes one string: the variable's name",
+            value.span,
+            "malformed env()",
+            'write env("NAME")',
+        )
+    name = args[0].value.text
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueProblem(
+            INVALID_VALUE,
+            f"`{name}` is not a valid environment variable name",
+            args[0].value.span,
+            "not a variable name",
+        )
+    return EnvRef(name, value.span)
+
+
+class ListOf(ValueType):
+    """``[a, b, c]``. As an attribute's variadic values, the brackets may be left out."""
+
+    def __init__(self, item: ValueType, *, min_items: int = 0) -> None:
+        self.item = item
+        self.min_items = min_items
+        self.words = f"a list of {_plural(item.words)}"
+        self.example = f"[{item.example}]"
+
+    def from_ast(self, value: ast.Value) -> tuple[Any, ...]:
+        if not isinstance(value, ast.ListValue):
+            raise self.mismatch(value)
+        return self.items_from_ast(value.items, value.span)
+
+    def items_from_ast(self, items: Sequence[ast.Value], span: Span) -> tuple[Any, ...]:
+        if len(items) < self.min_items:
+            raise ValueProblem(
+                INVALID_VALUE, f"expected at least {self.min_items} item(s)", span, "too few items"
+            )
+        return tuple(self.item.from_ast(v) for v in items)
+
+    def from_json(self, value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise self.json_mismatch(value)
+        if len(value) < self.min_items:
+            raise ValueProblem(INVALID_VALUE, f"expected at least {self.min_items} item(s)", None)
+        return tuple(self.item.from_json(v) for v in value)
+
+
+class Condition(ValueType):
+    """A failover condition: ``5xx``, ``4xx``, a status code like ``429``, ``timeout``, ``connect``."""
+
+    words = "a status class (`5xx`), a status code (`429`), `timeout` or `connect`"
+    example = "5xx"
+    NAMES = ("timeout", "connect")
+
+    def from_ast(self, value: ast.Value) -> str:
+        if isinstance(value, ast.Literal) and value.kind == "status":
+            return value.raw
+        if isinstance(value, ast.Literal) and value.kind == "number":
+            return self._code(value.raw, value.span)
+        if isinstance(value, ast.Ident):
+            if value.name in self.NAMES:
+                return value.name
+            raise ValueProblem(
+                INVALID_VALUE,
+                f"unknown failover condition `{value.name}`",
+                value.span,
+                "not a condition",
+                did_you_mean(value.name, self.NAMES) or f"use {self.words}",
+            )
+        raise self.mismatch(value)
+
+    def _code(self, raw: str, span: Span | None) -> str:
+        if not raw.isdigit() or not 400 <= int(raw) <= 599:
+            raise ValueProblem(
+                INVALID_VALUE, f"`{raw}` is not an error status code", span, "expected 400–599"
+            )
+        return raw
+
+    def from_json(self, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return self._code(str(value), None)
+        if isinstance(value, str) and (value in self.NAMES or re.fullmatch(r"[1-5]xx", value)):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return self._code(value, None)
+        raise self.json_mismatch(value)
+
+
+def _plural(words: str) -> str:
+    for article in ("a ", "an "):
+        if words.startswith(article):
+            words = words[len(article) :]
+            break
+    head, _, tail = words.partition(" ")
+    return (head + "s" + (" " + tail if tail else "")) if not head.endswith("s") else words
+
+
+class Pairs(ValueType):
+    """A small mapping written as a list of arrows: ``["fast" -> "gpt-4o-mini", …]``."""
+
+    words = 'a list of `"from" -> "to"` pairs'
+    example = '["fast" -> "gpt-4o-mini"]'
+
+    def __init__(self, key: ValueType | None = None, value: ValueType | None = None) -> None:
+        self.key = key or Text()
+        self.value = value or Text()
+
+    def from_ast(self, value: ast.Value) -> tuple[tuple[Any, Any], ...]:
+        if not isinstance(value, ast.ListValue):
+            raise self.mismatch(value)
+        pairs: list[tuple[Any, Any]] = []
+        seen: set[Any] = set()
+        for item in value.items:
+            if not (isinstance(item, ast.Chain) and len(item.steps) == 2):
+                raise ValueProblem(
+                    TYPE_MISMATCH,
+                    f'expected a pair `"from" -> "to"`, found {ast.describe(item)}',
+                    item.span,
+                    "not a pair",
+                    f"for example {self.example}",
+                )
+            key = self.key.from_ast(item.steps[0])
+            if key in seen:
+                raise ValueProblem(
+                    INVALID_VALUE, f"`{key}` is mapped twice", item.span, "repeated key"
+                )
+            seen.add(key)
+            pairs.append((key, self.value.from_ast(item.steps[1])))
+        return tuple(pairs)
+
+    def from_json(self, value: Any) -> tuple[tuple[Any, Any], ...]:
+        if not isinstance(value, dict):
+            raise self.json_mismatch(value)
+        return tuple((self.key.from_json(k), self.value.from_json(v)) for k, v in value.items())
+
+
+class Network(Text):
+    """An IP network in CIDR notation, or a single address."""
+
+    words = "an IP network"
+    example = '"10.0.0.0/8"'
+
+    def check_text(self, text: str, span: Span | None) -> str:
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueProblem(
+                INVALID_VALUE,
+                f"`{text}` is not an IP address or network",
+                span,
+                "not a network",
+                'write an address or CIDR block, e.g. "10.0.0.0/8" or "::1"',
+            ) from None
+
+
+class Word(ValueType):
+    """A bare name (``kind openai``); a string is accepted too."""
+
+    words = "a name"
+    example = "openai"
+
+    def from_ast(self, value: ast.Value) -> str:
+        if isinstance(value, ast.Ident):
+            return value.name
+        if isinstance(value, ast.Literal) and value.kind == "string" and value.text:
+            return value.text
+        raise self.mismatch(value)
+
+    def from_json(self, value: Any) -> str:
+        if isinstance(value, str) and value:
+            return value
+        raise self.json_mismatch(value)

@@ -1,0 +1,27 @@
+"""The provider-kind registry: one file per wire protocol, presets for OpenAI-compatible APIs.
+
+Each adapter file declares ``KIND`` (a :class:`~stockyard.dsl.schema.ProviderKind`); the
+checker reads kinds and their extra attributes from :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ..dsl.schema import ProviderKind
+from . import anthropic, azure, gemini, mock, openai, presets
+
+KINDS: Mapping[str, ProviderKind] = MappingProxyType(
+    {
+        kind.name: kind
+        for kind in (
+            openai.KIND,
+            azure.KIND,
+            anthropic.KIND,
+            gemini.KIND,
+            mock.KIND,
+            *presets.KINDS,
+        )
+    }
+)
