@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stockyard",
         description="Stockyard: an LLM gateway configured by .pipe pipeline files.",
-        epilog="Run `stockyard COMMAND --help` for a command's options.",
+        epilog="Without a command, runs `stockyard serve`. "
+        "Run `stockyard COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"stockyard {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_check)
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (the default command)",
+        description="Run the gateway: /v1 proxy, /api admin API and /health on one port. "
+        "Flags override STOCKYARD_* environment variables.",
+    )
+    _serve_options(serve)
+    serve.set_defaults(run=_serve)
+
     routes = commands.add_parser(
         "routes",
         help="print the compiled route table",
@@ -70,18 +80,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (env STOCKYARD_HOST; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (env STOCKYARD_PORT; default 4200)")
+    parser.add_argument("--pipelines", metavar="PATH",
+                        help="directory or file of .pipe files (env STOCKYARD_PIPELINES; default "
+                        "./pipelines if present, else the shipped default pipeline)")
+    parser.add_argument("--db", metavar="PATH", help="SQLite database (env STOCKYARD_DB; default ./stockyard.db)")
+    parser.add_argument("--max-body", type=int, metavar="BYTES",
+                        help="largest request body accepted (env STOCKYARD_MAX_BODY; default 10 MiB)")
+    parser.add_argument("--no-watch", action="store_true",
+                        help="do not hot-reload pipelines on change (SIGHUP and the API still reload)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
+        argv.insert(0, "serve")  # `stockyard [--port N …]` is `stockyard serve …`
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
     try:
         return int(args.run(args))
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import run
+    from .settings import Settings
+
+    settings = Settings.from_env(
+        host=args.host, port=args.port, pipelines=Path(args.pipelines) if args.pipelines else None,
+        db=Path(args.db) if args.db else None, max_body=args.max_body,
+        watch=False if args.no_watch else None,
+    )
+    if not settings.pipelines.exists():
+        print(f"stockyard: pipelines not found: {settings.pipelines}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(settings)
 
 
 def _paths(args: argparse.Namespace) -> list[str]:

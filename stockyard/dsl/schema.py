@@ -52,6 +52,8 @@ class ModuleSpec:
     validate: Callable[[Mapping[str, Any]], list[ValueProblem]] | None = None
     # Whether this module, configured with these params, needs to know the caller's key.
     needs_key: Callable[[Mapping[str, Any]], bool] | None = None
+    # The runtime: factory(params, services) -> an async (ctx, call_next) callable.
+    factory: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,3 +100,6 @@ class ProviderKind:
     attributes: Mapping[str, AttributeSpec] = field(default_factory=frozen_map)
     needs_api_key: bool = True
     key_env: str | None = None  # the conventional environment variable for its key
+    # Whether a provider of this kind must have an address: true unless the kind answers by
+    # itself (the offline mock). Without a default `base_url`, the file must give one.
+    needs_base_url: bool = True

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from ..dsl.schema import ProviderKind
 from . import anthropic, azure, gemini, mock, openai, presets
+
+# protocol -> adapter class: Adapter(spec, clients)
+ADAPTERS: Mapping[str, Any] = MappingProxyType(
+    {"openai": openai.OpenAIAdapter, "mock": mock.MockAdapter}
+)
 
 KINDS: Mapping[str, ProviderKind] = MappingProxyType(
     {

@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import itertools
+import math
+import re
+import struct
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from ..dsl.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.types import Duration, Number, Text
+from ..exceptions import UpstreamFailure
+from ..runtime.clients import HttpClients
+from ..runtime.sse import event
+from .base import UpstreamReply, UpstreamRequest, UpstreamStream
 
 KIND = ProviderKind(
     name="mock",
@@ -11,6 +29,7 @@ KIND = ProviderKind(
     protocol="mock",
     base_url=None,
     needs_api_key=False,
+    needs_base_url=False,
     attributes=frozen_map(
         {
             "latency": AttributeSpec(
@@ -40,3 +59,146 @@ KIND = ProviderKind(
         }
     ),
 )
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+EMBEDDING_DIMENSIONS = 16
+
+
+def count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer: words and punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+class MockAdapter:
+    """Answers like an OpenAI-compatible server would, without a network."""
+
+    def __init__(self, spec: ProviderSpec, clients: HttpClients) -> None:
+        self.spec = spec
+        options = spec.options
+        self.latency = float(options.get("latency") or 0)
+        self.chunk_delay = float(options.get("chunk_delay") or 0)
+        self.reply = options.get("reply")
+        self.fail_rate = Decimal(str(options.get("fail_rate") or 0))
+        self._counter = itertools.count(1)
+
+    def _should_fail(self) -> bool:
+        if not self.fail_rate:
+            return False
+        n = next(self._counter)  # exactly fail_rate of requests fail, evenly spread
+        return math.floor(n * self.fail_rate) > math.floor((n - 1) * self.fail_rate)
+
+    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self._should_fail():
+            body = orjson.dumps({"error": {"message": "mock failure (fail_rate)", "type": "server_error"}})
+            raise UpstreamFailure("status", "mock failure (fail_rate)", status=500, body=body)
+        body = request.ctx.body
+        headers = {"content-type": "application/json", "x-mock": "1"}
+        if request.endpoint == "embeddings":
+            return UpstreamReply(200, headers, self._embeddings(request, body))
+        prompt, answer = self._exchange(request.endpoint, body)
+        usage = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(answer)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        request.ctx.usage.update_from_openai(usage)
+        ident = "mock-" + hashlib.sha256(request.ctx.raw_body).hexdigest()[:24]
+        if request.stream:
+            chunks = self._stream(request, ident, answer, usage)
+            return UpstreamStream(200, {"content-type": "text/event-stream"}, chunks, _noop)
+        return UpstreamReply(200, headers, self._complete(request, ident, answer, usage))
+
+    def _exchange(self, endpoint: str, body: dict[str, Any]) -> tuple[str, str]:
+        if endpoint == "completions":
+            prompt = body.get("prompt", "")
+            prompt = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+            last = prompt
+        else:
+            messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+            prompt = " ".join(_text_of(m.get("content")) for m in messages)
+            users = [m for m in messages if m.get("role") == "user"]
+            last = _text_of(users[-1].get("content")) if users else ""
+        answer = self.reply or f"Mock reply to: {last}".strip()
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        if isinstance(limit, int) and limit > 0:
+            answer = " ".join(answer.split(" ")[:limit])
+        return prompt, answer
+
+    def _complete(self, request: UpstreamRequest, ident: str, answer: str, usage: dict[str, int]) -> bytes:
+        created = int(time.time())
+        if request.endpoint == "completions":
+            choice: dict[str, Any] = {"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}
+            obj = "text_completion"
+        else:
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+            obj = "chat.completion"
+        return orjson.dumps(
+            {"id": ident, "object": obj, "created": created, "model": request.model,
+             "choices": [choice], "usage": usage, "system_fingerprint": "mock"}
+        )
+
+    async def _stream(
+        self, request: UpstreamRequest, ident: str, answer: str, usage: dict[str, int]
+    ) -> AsyncIterator[bytes]:
+        created = int(time.time())
+        chat = request.endpoint != "completions"
+        base = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created, "model": request.model, "system_fingerprint": "mock"}
+        options = request.ctx.body.get("stream_options")
+        with_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+        def chunk(delta: dict[str, Any] | str, finish: str | None) -> bytes:
+            if chat:
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            else:
+                choice = {"index": 0, "text": delta, "finish_reason": finish, "logprobs": None}
+            return event(orjson.dumps({**base, "choices": [choice]}))
+
+        if chat:
+            yield chunk({"role": "assistant", "content": ""}, None)
+        words = answer.split(" ")
+        for index, word in enumerate(words):
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            piece = word if index == 0 else " " + word
+            yield chunk({"content": piece} if chat else piece, None)
+        yield chunk({} if chat else "", "stop")
+        if with_usage:
+            yield event(orjson.dumps({**base, "choices": [], "usage": usage}))
+        yield event(b"[DONE]")
+
+    def _embeddings(self, request: UpstreamRequest, body: dict[str, Any]) -> bytes:
+        inputs = body.get("input", "")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = []
+        tokens = 0
+        for index, item in enumerate(items):
+            text = item if isinstance(item, str) else orjson.dumps(item).decode()
+            tokens += count_tokens(text)
+            digest = hashlib.sha256(text.encode()).digest()
+            raw = struct.unpack(f">{EMBEDDING_DIMENSIONS}H", digest[: EMBEDDING_DIMENSIONS * 2])
+            vector = [round(v / 65535 * 2 - 1, 6) for v in raw]
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        request.ctx.usage.update_from_openai(usage)
+        return orjson.dumps({"object": "list", "data": data, "model": request.model, "usage": usage})
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _noop() -> None:
+    return None

@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..dsl.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.types import Text
+from ..exceptions import UpstreamFailure
+from ..runtime.clients import HttpClients
+from ..runtime.env import resolve
+from ..runtime.sse import openai_stream
+from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
+
+# Response headers that describe the hop, not the payload, and are not passed back.
+HOP_HEADERS = frozenset(
+    {"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive",
+     "set-cookie", "date", "server"}
+)
 
 KIND = ProviderKind(
     name="openai",
@@ -28,3 +47,151 @@ KIND = ProviderKind(
         }
     ),
 )
+
+
+class OpenAIAdapter:
+    """Speaks the OpenAI HTTP API over a pooled aiohttp session."""
+
+    def __init__(self, spec: ProviderSpec, clients: HttpClients) -> None:
+        self.spec = spec
+        self.clients = clients
+        base = resolve(spec.base_url) or KIND.base_url or ""
+        self.base_url = base.rstrip("/")
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        for name, value in spec.headers:
+            headers[name] = resolve(value) or ""
+        for option, header in (("organization", "OpenAI-Organization"), ("project", "OpenAI-Project")):
+            if spec.options.get(option):
+                headers[header] = resolve(spec.options[option]) or ""
+        self.headers = headers
+
+    def url(self, request: UpstreamRequest) -> str:
+        return f"{self.base_url}/{request.endpoint}"
+
+    def request_headers(self, request: UpstreamRequest) -> dict[str, str]:
+        headers = dict(self.headers)
+        if request.api_key:
+            headers["authorization"] = f"Bearer {request.api_key}"
+        if request.stream:
+            headers["accept"] = "text/event-stream"
+        return headers
+
+    def payload(self, request: UpstreamRequest) -> bytes:
+        ctx = request.ctx
+        wants_usage = request.stream and request.endpoint != "embeddings" and not _caller_asked_usage(ctx.body)
+        if not ctx.body_changed and request.model == ctx.model and not wants_usage:
+            return ctx.raw_body  # forwarded exactly as received
+        body = dict(ctx.body)
+        body["model"] = request.model
+        if wants_usage:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return orjson.dumps(body)
+
+    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
+        session = self.clients.session(self.spec.name, self.spec.max_connections)
+        timeout = aiohttp.ClientTimeout(total=request.timeouts.total, sock_connect=request.timeouts.connect)
+        try:
+            response = await session.post(
+                self.url(request), data=self.payload(request), headers=self.request_headers(request),
+                timeout=timeout,
+            )
+        except TimeoutError:
+            raise UpstreamFailure("timeout", f"no response from {self.spec.name} within the timeout") from None
+        except aiohttp.ClientError as error:
+            raise UpstreamFailure("connect", f"cannot reach {self.spec.name}: {_reason(error)}") from None
+        headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
+        try:
+            if response.status >= 400:
+                body = await response.read()
+                raise status_failure(response.status, headers, body)
+            if not request.stream:
+                body = await response.read()
+                request.ctx.usage.update_from_openai(_usage_of(body))
+                return UpstreamReply(response.status, headers, body)
+            first = await _first_chunk(response, request.timeouts.first_token, self.spec.name)
+        except TimeoutError:
+            response.close()
+            raise UpstreamFailure("timeout", f"{self.spec.name} did not answer in time") from None
+        except aiohttp.ClientError as error:
+            response.close()
+            raise UpstreamFailure("connect", f"{self.spec.name} broke the connection: {_reason(error)}") from None
+        except UpstreamFailure:
+            response.release()
+            raise
+        return UpstreamStream(
+            response.status,
+            headers,
+            openai_stream(_chunks(first, response), _usage_hook(request)),
+            _closer(response),
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _caller_asked_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _usage_hook(request: UpstreamRequest):  # type: ignore[no-untyped-def]
+    ctx = request.ctx
+    keep_usage_chunk = _caller_asked_usage(ctx.body)
+
+    def on_json(chunk: dict[str, Any]) -> bool:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            ctx.usage.update_from_openai(usage)
+            if not keep_usage_chunk and not chunk.get("choices"):
+                return False
+        return True
+
+    return on_json
+
+
+def _usage_of(body: bytes) -> dict[str, Any] | None:
+    if b'"usage"' not in body:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return data.get("usage") if isinstance(data, dict) else None
+
+
+async def _first_chunk(response: aiohttp.ClientResponse, first_token: float | None, name: str) -> bytes:
+    try:
+        if first_token is None:
+            first = await response.content.readany()
+        else:
+            first = await asyncio.wait_for(response.content.readany(), first_token)
+    except TimeoutError:
+        raise UpstreamFailure("timeout", f"{name} sent no first token in time") from None
+    if not first:
+        raise UpstreamFailure("connect", f"{name} ended the stream before any data")
+    return first
+
+
+async def _chunks(first: bytes, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    finished = False
+    try:
+        yield first
+        async for chunk in response.content.iter_any():
+            yield chunk
+        finished = True
+    finally:
+        # An unfinished stream (caller gone, error) closes the connection: the upstream stops.
+        response.release() if finished else response.close()
+
+
+def _closer(response: aiohttp.ClientResponse):  # type: ignore[no-untyped-def]
+    async def close() -> None:
+        response.close()
+
+    return close
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.split(" [", 1)[0][:200]

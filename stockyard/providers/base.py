@@ -1,0 +1,105 @@
+"""What every provider adapter implements, and what it returns."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from ..dsl.generation import ProviderSpec
+from ..exceptions import UpstreamFailure
+from ..runtime.context import RequestContext
+
+
+@dataclass(slots=True)
+class Timeouts:
+    total: float
+    connect: float
+    first_token: float | None
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    ctx: RequestContext
+    provider: ProviderSpec
+    endpoint: str  # "chat/completions", "completions" or "embeddings"
+    model: str  # the model to ask this provider for (after any per-hop rewrite)
+    stream: bool
+    timeouts: Timeouts
+    api_key: str | None
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    """A complete (non-streamed) answer, already in the OpenAI shape."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class UpstreamStream:
+    """A stream whose first chunk has arrived: OpenAI-style SSE bytes from here on."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes]  # starts with the first chunk
+    close: Callable[[], Awaitable[None]]
+
+
+class Adapter(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream: ...
+
+    async def aclose(self) -> None: ...
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds from a Retry-After (or retry-after-ms) header, if any."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+def error_message(body: bytes, limit: int = 500) -> str:
+    """The human message inside an upstream error body (OpenAI, Anthropic or Google shapes)."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:limit].decode("utf-8", "replace").strip()
+        return text or "(empty body)"
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"][:limit]
+        if isinstance(err, str):
+            return err[:limit]
+    return body[:limit].decode("utf-8", "replace")
+
+
+def status_failure(status: int, headers: dict[str, str], body: bytes) -> UpstreamFailure:
+    return UpstreamFailure(
+        "status",
+        error_message(body),
+        status=status,
+        body=body,
+        headers=headers,
+        retry_after=retry_after(headers),
+    )

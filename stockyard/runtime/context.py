@@ -1,0 +1,120 @@
+"""The per-request context every module and the dispatcher share."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..dsl.generation import Generation, RouteSpec
+
+
+def new_trace_id() -> str:
+    """Time-ordered, unique: 12 hex digits of milliseconds + 12 random."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: str
+    model: str
+    status: int | None = None
+    latency_ms: float = 0.0
+    error: str | None = None
+    outcome: str = "error"  # ok | error | skipped
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 3),
+            "error": self.error,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    known: bool = False
+
+    def update_from_openai(self, usage: dict[str, Any] | None) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.prompt_tokens = _int(usage.get("prompt_tokens"))
+        self.completion_tokens = _int(usage.get("completion_tokens"))
+        details = usage.get("prompt_tokens_details") or {}
+        self.cached_tokens = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        out = usage.get("completion_tokens_details") or {}
+        self.reasoning_tokens = _int(out.get("reasoning_tokens")) if isinstance(out, dict) else 0
+        self.known = True
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+@dataclass(slots=True)
+class GatewayResponse:
+    """What the chain returns: a whole body, or a stream of already-framed bytes (SSE)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    # Called once when a stream ends (normally, with an error, or by disconnect).
+    on_close: list[Callable[[], Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    id: str
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    client_ip: str
+    raw_body: bytes
+    body: dict[str, Any]
+    generation: Generation
+    route: RouteSpec
+    model: str
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+    project: str = "default"
+    key_id: str | None = None
+    body_changed: bool = False  # a module edited `body`: re-serialise before sending
+    served_model: str | None = None
+    provider: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal | None = None
+    status: int = 0
+    error: str | None = None
+    upstream_ms: float = 0.0  # time spent waiting on providers, for the overhead header
+    first_token_ms: float | None = None
+    cache: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)  # module findings for the trace
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def set_body(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.body_changed = True
+
+    @property
+    def caller_key(self) -> str | None:
+        """The caller's bearer token (for passthrough); never logged or recorded."""
+        auth = self.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip() or None
+        return self.headers.get("x-api-key") or self.headers.get("api-key") or None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000

@@ -1,0 +1,75 @@
+"""Put a compiled Generation into service: adapters per provider and, per route, the module
+onion wrapped once around the dispatcher. Requests then only call ``handlers[route]``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ..dsl.generation import Generation, ModuleConfig
+from ..exceptions import ConfigError
+from ..modules import REGISTRY
+from ..providers import ADAPTERS
+from ..providers.base import Adapter
+from .context import GatewayResponse, RequestContext
+from .dispatch import Dispatcher
+
+Handler = Callable[[RequestContext], Awaitable[GatewayResponse]]
+Module = Callable[[RequestContext, Handler], Awaitable[GatewayResponse]]
+
+
+@dataclass(frozen=True)
+class ActiveGeneration:
+    generation: Generation
+    handlers: Mapping[str, Handler]
+    adapters: Mapping[str, Adapter]
+    loaded_at: float = field(default_factory=time.time)
+
+
+def _wrap(module: Module, call_next: Handler, name: str, route: str, services: Any) -> Handler:
+    toggles = getattr(services, "toggles", None)
+    if toggles is None:
+
+        async def step(ctx: RequestContext) -> GatewayResponse:
+            return await module(ctx, call_next)
+
+        return step
+
+    enabled = toggles.lookup  # the runtime switch: an in-memory lookup per request
+
+    async def switchable(ctx: RequestContext) -> GatewayResponse:
+        if enabled(route, name):
+            return await module(ctx, call_next)
+        return await call_next(ctx)
+
+    return switchable
+
+
+def build_module(config: ModuleConfig, services: Any) -> Module:
+    spec = REGISTRY[config.name]
+    if spec.factory is None:
+        raise ConfigError(f"module `{config.name}` has no runtime implementation in this version")
+    return spec.factory(config.params, services)
+
+
+def activate(generation: Generation, services: Any) -> ActiveGeneration:
+    """Build adapters and handlers. Raises ConfigError when something cannot be served."""
+    adapters: dict[str, Adapter] = {}
+    for name, provider in generation.providers.items():
+        factory = ADAPTERS.get(provider.protocol)
+        if factory is None:
+            raise ConfigError(
+                f"provider `{name}`: kind `{provider.kind}` ({provider.protocol} protocol) "
+                "has no adapter in this version"
+            )
+        adapters[name] = factory(provider, services.clients)
+    handlers: dict[str, Handler] = {}
+    for route in generation.routes:
+        handler: Handler = Dispatcher(route, generation.providers, adapters, services.breakers)
+        for config in reversed(route.modules):
+            handler = _wrap(build_module(config, services), handler, config.name, route.name, services)
+        handlers[route.name] = handler
+    return ActiveGeneration(generation, MappingProxyType(handlers), MappingProxyType(adapters))

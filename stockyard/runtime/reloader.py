@@ -1,0 +1,140 @@
+"""Load pipelines, keep the current generation, and hot-reload on change.
+
+Reload = read all files → skip if the content hash is unchanged → parse, check, compile (in a
+worker thread) → activate → atomic swap of ``current``. A failed reload keeps the old
+generation serving and keeps the diagnostics for the API and the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..dsl import CheckOptions, CheckResult, check, collect_files, read_sources, render_text
+from ..dsl.compiler import source_hash
+from ..dsl.diagnostics import Diagnostic, to_json
+from ..exceptions import ConfigError
+from .pipeline import ActiveGeneration, activate
+
+log = logging.getLogger("stockyard.reload")
+
+
+@dataclass
+class ReloadStatus:
+    ok: bool = True
+    at: float = 0.0
+    source_hash: str = ""
+    message: str = ""
+    diagnostics: tuple[Diagnostic, ...] = ()
+    sources: dict[str, str] = field(default_factory=dict)
+    reloads: int = 0
+    failures: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "at": self.at,
+            "source_hash": self.source_hash,
+            "message": self.message,
+            "reloads": self.reloads,
+            "failures": self.failures,
+            "diagnostics": to_json(self.diagnostics, self.sources)["diagnostics"],
+            "rendered": render_text(self.diagnostics, self.sources) if self.diagnostics else "",
+        }
+
+
+class Reloader:
+    def __init__(self, path: Path, services: Any, on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.path = path
+        self.services = services
+        self.current: ActiveGeneration | None = None
+        self.status = ReloadStatus()
+        self.on_event = on_event
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _read(self) -> dict[str, str]:
+        sources, problems = read_sources(collect_files([self.path]))
+        if problems:
+            raise ConfigError("unreadable pipeline files", problems)
+        return sources
+
+    def _build(self, sources: dict[str, str]) -> tuple[CheckResult, ActiveGeneration | None]:
+        result = check(sources, CheckOptions(check_env=True))
+        if result.generation is None:
+            return result, None
+        return result, activate(result.generation, self.services)
+
+    async def reload(self, *, force: bool = False, reason: str = "change") -> ReloadStatus:
+        async with self._lock:
+            status = self.status
+            try:
+                sources = await asyncio.to_thread(self._read)
+            except (OSError, ConfigError) as error:
+                return self._failed(f"cannot read pipelines: {error}", getattr(error, "diagnostics", ()), {})
+            digest = source_hash(sources.items())
+            if not force and self.current is not None and digest == self.current.generation.source_hash:
+                return status
+            if not sources:
+                return self._failed(f"no .pipe files in {self.path}", (), {})
+            try:
+                result, active = await asyncio.to_thread(self._build, sources)
+            except ConfigError as error:
+                return self._failed(str(error), error.diagnostics, sources)
+            if active is None:
+                return self._failed(f"{len(result.errors)} error(s) in the pipelines", result.diagnostics, sources)
+            self.current = active
+            status.ok, status.at, status.source_hash = True, time.time(), digest
+            status.message = f"loaded {len(active.generation.routes)} route(s) from {len(sources)} file(s)"
+            status.diagnostics, status.sources = result.diagnostics, sources
+            status.reloads += 1
+            for warning in result.warnings:
+                log.warning("%s", warning)
+            log.info("pipelines %s (%s): %s", reason, digest[:12], status.message)
+            self._emit("reload.applied", {"source_hash": digest, "reason": reason, "routes": len(active.generation.routes)})
+            return status
+
+    def _failed(self, message: str, diagnostics: Any, sources: dict[str, str]) -> ReloadStatus:
+        status = self.status
+        status.ok, status.at, status.message = False, time.time(), message
+        status.diagnostics, status.sources = tuple(diagnostics), sources
+        status.failures += 1
+        rendered = render_text(status.diagnostics, sources) if status.diagnostics else ""
+        serving = "the previous pipelines keep serving" if self.current else "nothing is loaded"
+        log.error("reload rejected: %s; %s\n%s", message, serving, rendered.rstrip())
+        self._emit("reload.rejected", {"message": message, "errors": sum(1 for d in status.diagnostics if d.is_error)})
+        return status
+
+    def _emit(self, action: str, detail: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(action, detail)
+
+    def start_watching(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        directory = self.path if self.path.is_dir() else self.path.parent
+        try:
+            async for _changes in awatch(directory, stop_event=self._stop, debounce=150, step=30, recursive=True):
+                try:
+                    await self.reload(reason="change")
+                except Exception:  # the watcher must never die
+                    log.exception("reload failed unexpectedly")
+        except Exception:
+            log.exception("the pipeline watcher stopped")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 2)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()

@@ -1,0 +1,51 @@
+"""Server settings: command-line flags, else ``STOCKYARD_*`` environment variables, else defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_GRACE = 10.0
+
+
+def shipped_pipelines() -> Path:
+    """The default pipeline inside the installed package, or ``pipelines/`` of a checkout."""
+    packaged = Path(__file__).parent / "pipelines"
+    if (packaged / "default.pipe").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "pipelines"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    pipelines: Path = field(default_factory=lambda: Path("pipelines"))
+    db: Path = field(default_factory=lambda: Path("stockyard.db"))
+    max_body: int = DEFAULT_MAX_BODY
+    grace: float = DEFAULT_GRACE
+    admin_key: str | None = None
+    watch: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {
+            "host": env.get("STOCKYARD_HOST", DEFAULT_HOST),
+            "port": int(env.get("STOCKYARD_PORT", DEFAULT_PORT)),
+            "pipelines": Path(env["STOCKYARD_PIPELINES"]) if env.get("STOCKYARD_PIPELINES") else None,
+            "db": Path(env.get("STOCKYARD_DB", "stockyard.db")),
+            "max_body": int(env.get("STOCKYARD_MAX_BODY", DEFAULT_MAX_BODY)),
+            "grace": float(env.get("STOCKYARD_GRACE", DEFAULT_GRACE)),
+            "admin_key": env.get("STOCKYARD_ADMIN_KEY") or None,
+            "watch": env.get("STOCKYARD_WATCH", "1") not in ("0", "false", "no"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["pipelines"] is None:
+            local = Path("pipelines")
+            values["pipelines"] = local if local.is_dir() else shipped_pipelines()
+        return cls(**values)  # type: ignore[arg-type]
