@@ -1,0 +1,242 @@
+"""Real servers for end-to-end tests: the gateway in a subprocess, and scriptable upstreams
+that speak the OpenAI HTTP API (JSON and SSE streams) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Behaviour:
+    """What the upstream does with one request. Unset fields mean: answer normally."""
+
+    status: int = 200
+    body: Any = None  # JSON for errors; default an OpenAI error object
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # before the response starts
+    chunk_delay: float = 0.0  # between stream chunks
+    fail_after_chunks: int | None = None  # cut a stream after N chunks (no [DONE])
+    reply: str | None = None
+    words: int | None = None  # stream length (chunks of content)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+class Upstream:
+    """An OpenAI-compatible server on a loopback port, in its own thread and event loop.
+
+    ``script`` is consumed one Behaviour per request; when empty, ``default`` applies.
+    """
+
+    def __init__(self, name: str = "upstream") -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.script: list[Behaviour] = []
+        self.default = Behaviour()
+        self.received: list[Received] = []
+        self.cancelled = 0  # streams whose client went away before the end
+        self.chunks_sent = 0
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        self._loop.run_until_complete(site.start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def close(self) -> None:
+        async def stop() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def next_behaviour(self) -> Behaviour:
+        with self._lock:
+            return self.script.pop(0) if self.script else self.default
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = json.loads(raw) if raw else {}
+        with self._lock:
+            self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        behaviour = self.next_behaviour()
+        if behaviour.delay:
+            await asyncio.sleep(behaviour.delay)
+        if behaviour.status >= 400:
+            payload = behaviour.body or {
+                "error": {"message": f"{self.name} says {behaviour.status}", "type": "server_error",
+                          "code": None, "param": None}
+            }
+            return web.json_response(payload, status=behaviour.status, headers=behaviour.headers)
+        model = body.get("model", "unknown")
+        reply = behaviour.reply or f"{self.name} answers {model}"
+        if request.path.endswith("/embeddings"):
+            return web.json_response({
+                "object": "list", "model": model,
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3},
+            })
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        if not body.get("stream"):
+            return web.json_response({
+                "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                             "finish_reason": "stop", "logprobs": None}],
+                "usage": usage,
+            }, headers=behaviour.headers)
+        return await self._stream(request, body, behaviour, reply, usage)
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], behaviour: Behaviour,
+                      reply: str, usage: dict[str, int]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", **behaviour.headers})
+        await response.prepare(request)
+        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model")}
+        words = reply.split(" ")
+        if behaviour.words is not None:
+            words = [f"w{i}" for i in range(behaviour.words)]
+
+        def event(payload: Any) -> bytes:
+            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+        try:
+            await response.write(event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
+            for index, word in enumerate(words):
+                if behaviour.fail_after_chunks is not None and index >= behaviour.fail_after_chunks:
+                    # Break the connection mid-stream: no [DONE], no clean end.
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+                if behaviour.chunk_delay:
+                    await asyncio.sleep(behaviour.chunk_delay)
+                piece = word if index == 0 else " " + word
+                await response.write(event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+                with self._lock:
+                    self.chunks_sent += 1
+            await response.write(event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+            if include_usage:
+                await response.write(event({**base, "choices": [], "usage": usage}))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            with self._lock:
+                self.cancelled += 1
+            raise
+        return response
+
+
+class Gateway:
+    """``stockyard serve`` in a subprocess on a free port, with its own pipelines and DB."""
+
+    def __init__(self, directory: Path, env: dict[str, str] | None = None, admin_key: str | None = None) -> None:
+        self.directory = directory
+        self.pipelines = directory / "pipelines"
+        self.pipelines.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = directory / "gateway.log"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env.pop("STOCKYARD_ADMIN_KEY", None)
+        if admin_key:
+            self.env["STOCKYARD_ADMIN_KEY"] = admin_key
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def write(self, name: str, text: str) -> Path:
+        """Write a pipeline file atomically (temp file + rename), as editors do."""
+        target = self.pipelines / name
+        temp = self.pipelines / f".{name}.tmp"
+        temp.write_text(text)
+        os.replace(temp, target)
+        return target
+
+    def start(self, *extra: str, timeout: float = 15) -> Gateway:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stockyard", "serve", "--port", str(self.port),
+             "--pipelines", str(self.pipelines), "--db", str(self.directory / "stockyard.db"), *extra],
+            cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def upstreams(*names: str) -> Iterator[list[Upstream]]:
+    servers = [Upstream(n) for n in names]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.close()
