@@ -1,4 +1,5 @@
-"""The application: one ASGI callable serving ``/v1`` (the proxy), ``/api`` (admin), ``/health``.
+"""The application: one ASGI callable serving ``/v1`` (the proxy), ``/api`` (admin), ``/health``,
+``/metrics`` and ``/``.
 
 ``/v1`` goes straight to :class:`~stockyard.runtime.gateway.Gateway` (the hot path); everything
 else is a Quart app.
@@ -6,30 +7,20 @@ else is a Quart app.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any
 
-from quart import Quart, jsonify, request
+from quart import Quart, g, jsonify
 
+from .api import records
+from .api.auth import admin_guard
 from .runtime.gateway import Gateway
 from .runtime.reloader import Reloader
 from .runtime.services import Services
 from .settings import Settings
+from .store import Store
 
 log = logging.getLogger("stockyard")
-
-
-def _is_loopback(address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 class Stockyard:
@@ -37,10 +28,13 @@ class Stockyard:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services = Services()
-        self.reloader = Reloader(settings.pipelines, self.services)
-        self.gateway = Gateway(lambda: self.reloader.current, settings.max_body)
+        self.store = Store(settings.db)
+        self.services = Services(store=self.store)
+        self.reloader = Reloader(settings.pipelines, self.services, on_event=self._config_event)
+        self.gateway = Gateway(lambda: self.reloader.current, settings.max_body, self.services)
+        self.guard = admin_guard(settings.admin_key)
         self.api = self._build_api()
+        self._opened = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -48,47 +42,37 @@ class Stockyard:
         else:
             await self.api(scope, receive, send)
 
-    async def load(self) -> bool:
-        """The first load, before serving. False (with diagnostics logged) if nothing loaded."""
+    async def open(self) -> bool:
+        """Open the store and load the pipelines. False (diagnostics logged) if nothing loaded."""
+        if not self._opened:
+            await self.store.open()
+            self._opened = True
         await self.reloader.reload(force=True, reason="startup")
         return self.reloader.current is not None
 
-    async def startup(self) -> None:
-        if self.reloader.current is None and not await self.load():
+    async def close(self) -> None:
+        """Stop watching, close pools, and flush every queued record to disk."""
+        await self.reloader.stop()
+        await self.services.aclose()
+        if self._opened:
+            await self.store.close()
+            self._opened = False
+
+    async def _config_event(self, action: str, actor: str, detail: dict[str, Any]) -> None:
+        await self.store.add_event("config", actor, f"pipelines:{self.settings.pipelines}", action, detail)
+
+    async def _startup(self) -> None:
+        if self.reloader.current is None and not await self.open():
             raise RuntimeError(f"stockyard: cannot start: {self.reloader.status.message}")
         if self.settings.watch:
             self.reloader.start_watching()
 
-    async def shutdown(self) -> None:
-        await self.reloader.stop()
-        await self.services.aclose()
-
-    def admin(self, view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        """Require the admin key; with none configured, serve loopback callers only."""
-
-        @wraps(view)
-        async def guarded(*args: Any, **kwargs: Any) -> Any:
-            key = self.settings.admin_key
-            if key is None:
-                if not _is_loopback(request.remote_addr):
-                    return _error(403, "admin API is limited to loopback callers (no admin key set)")
-                return await view(*args, **kwargs)
-            given = request.headers.get("x-admin-key") or ""
-            auth = request.headers.get("authorization", "")
-            if not given and auth[:7].lower() == "bearer ":
-                given = auth[7:].strip()
-            if not given:
-                return _error(401, "admin key required (Authorization: Bearer … or X-Admin-Key)")
-            if not hmac.compare_digest(given.encode(), key.encode()):
-                return _error(403, "wrong admin key")
-            return await view(*args, **kwargs)
-
-        return guarded
-
     def _build_api(self) -> Quart:
         app = Quart("stockyard")
-        app.before_serving(self.startup)
-        app.after_serving(self.shutdown)
+        app.before_serving(self._startup)
+        app.after_serving(self.reloader.stop)
+        guard = self.guard
+        app.register_blueprint(records.blueprint(self.store, guard))
 
         @app.get("/health")
         async def health() -> Any:
@@ -99,50 +83,60 @@ class Stockyard:
                 "source_hash": current.generation.source_hash if current else None,
             })
 
-        @app.route("/api/proxy/reload", methods=["GET"])
-        @self.admin
+        @app.get("/metrics")
+        @guard
+        async def metrics() -> Any:
+            status = self.reloader.status
+            extra = {
+                "stockyard_store_queue_depth": ("gauge", "Records waiting for the writer.", self.store.queue_depth()),
+                "stockyard_store_backpressure_total": ("counter", "Times a request waited for room in the writer queue.", self.store.waits),
+                "stockyard_store_failed_batches_total": ("counter", "Batches dropped after write failures.", self.store.failed_batches),
+                "stockyard_reloads_total": ("counter", "Pipeline reloads applied.", status.reloads),
+                "stockyard_reload_failures_total": ("counter", "Pipeline reloads rejected.", status.failures),
+            }
+            text = self.services.metrics.render(extra)
+            return text, 200, {"content-type": "text/plain; version=0.0.4; charset=utf-8"}
+
+        @app.get("/api/proxy/reload")
+        @guard
         async def reload_status() -> Any:
             return jsonify(self.reloader.status.to_json())
 
-        @app.route("/api/proxy/reload", methods=["POST"])
-        @self.admin
+        @app.post("/api/proxy/reload")
+        @guard
         async def reload_now() -> Any:
-            status = await self.reloader.reload(force=True, reason="api")
+            status = await self.reloader.reload(force=True, reason="api", actor=g.actor)
             return jsonify(status.to_json()), (200 if status.ok else 422)
 
         @app.get("/api/proxy/routes")
-        @self.admin
+        @guard
         async def routes() -> Any:
             current = self.reloader.current
-            if current is None:
-                return jsonify({"routes": []})
-            return jsonify({"routes": [
+            items = [] if current is None else [
                 {"name": r.name, "paths": list(r.paths), "models": list(r.models),
                  "chain": r.chain_text(), "modules": [m.name for m in r.modules], "source": r.source}
                 for r in current.generation.routes
-            ]})
+            ]
+            return jsonify({"routes": items})
 
         @app.get("/api/proxy/providers")
-        @self.admin
+        @guard
         async def providers() -> Any:
             current = self.reloader.current
-            if current is None:
-                return jsonify({"providers": []})
             breakers = self.services.breakers
-            return jsonify({"providers": [
-                {"name": p.name, "kind": p.kind, "base_url": str(p.base_url) if p.base_url else None,
-                 "api_key": "passthrough" if p.api_key == "passthrough" else
-                 ("env" if p.api_key is not None and not isinstance(p.api_key, str) else
-                  ("configured" if p.api_key else "none")),
-                 "circuit": breakers.state(p.name)}
+            items = [] if current is None else [
+                {"name": p.name, "kind": p.kind, "protocol": p.protocol,
+                 "base_url": None if p.base_url is None else str(p.base_url),
+                 "api_key": _key_source(p.api_key), "circuit": breakers.state(p.name)}
                 for p in current.generation.providers.values()
-            ]})
+            ]
+            return jsonify({"providers": items})
 
         @app.get("/")
         async def landing() -> Any:
             return (
-                "<!doctype html><title>Stockyard</title><h1>Stockyard</h1>"
-                "<p>LLM gateway. Point an OpenAI SDK at <code>/v1</code>.</p>"
+                "<!doctype html><meta charset=utf-8><title>Stockyard</title><h1>Stockyard</h1>"
+                "<p>An LLM gateway. Point an OpenAI SDK at <code>/v1</code>.</p>"
                 '<p><a href="/health">health</a></p>',
                 200,
                 {"content-type": "text/html; charset=utf-8"},
@@ -151,9 +145,15 @@ class Stockyard:
         return app
 
 
-def _error(status: int, message: str) -> Any:
-    kind = {401: "authentication_error", 403: "permission_error"}.get(status, "api_error")
-    return jsonify({"error": {"message": message, "type": kind, "code": None, "param": None}}), status
+def _key_source(api_key: Any) -> str:
+    """Where a provider's key comes from — never the key itself."""
+    if api_key is None:
+        return "none"
+    if api_key == "passthrough":
+        return "passthrough"
+    if isinstance(api_key, str):
+        return "literal"
+    return f"env:{api_key.name}"
 
 
 def create_app(settings: Settings | None = None) -> Stockyard:

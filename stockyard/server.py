@@ -51,8 +51,15 @@ def run(settings: Settings) -> int:
 
 async def _serve(settings: Settings) -> None:
     app = Stockyard(settings)
-    if not await app.load():
-        raise SystemExit(f"stockyard: cannot start: {app.reloader.status.message}")
+    try:
+        if not await app.open():
+            raise SystemExit(f"stockyard: cannot start: {app.reloader.status.message}")
+        await _run_server(app, settings)
+    finally:
+        await app.close()  # after the server stopped: every queued record reaches the disk
+
+
+async def _run_server(app: Stockyard, settings: Settings) -> None:
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
@@ -81,5 +88,6 @@ async def _serve(settings: Settings) -> None:
                 flush=True,
             )
 
-    loop.create_task(announce())
+    announcer = loop.create_task(announce())
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    announcer.cancel()

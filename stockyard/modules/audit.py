@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..dsl.schema import RECORDS, ModuleSpec, frozen_map
+from ..runtime.context import RequestContext
+
+
+def request_event(ctx: RequestContext) -> dict[str, Any]:
+    """What the ledger keeps about a request: who, what, outcome — never bodies or keys."""
+    return {
+        "trace_id": ctx.id,
+        "project": ctx.project,
+        "key_id": ctx.key_id,
+        "model": ctx.model,
+        "served_model": ctx.served_model,
+        "provider": ctx.provider,
+        "status": ctx.status,
+        "stream": ctx.stream,
+        "cache": ctx.cache,
+        "prompt_tokens": ctx.usage.prompt_tokens,
+        "completion_tokens": ctx.usage.completion_tokens,
+        "cost": format(ctx.cost, "f") if ctx.cost is not None else None,
+        "error": ctx.error,
+        "client_ip": ctx.client_ip,
+    }
+
+
+def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+    store = services.store
+
+    async def record(ctx: RequestContext) -> None:
+        actor = f"key:{ctx.key_id}" if ctx.key_id else f"project:{ctx.project}"
+        await store.add_event("request", actor, f"route:{ctx.route.name}", f"POST {ctx.path}",
+                              request_event(ctx))
+
+    async def audit(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+        ctx.recorders.append(record)
+        return await call_next(ctx)
+
+    return audit
+
 
 SPEC = ModuleSpec(
     name="audit",
     doc="Append an event per request to the tamper-evident ledger (GET /api/brand/ledger).",
     params=frozen_map({}),
     roles=frozenset({RECORDS}),
+    factory=create,
 )

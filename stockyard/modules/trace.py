@@ -2,8 +2,70 @@
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
 from ..dsl.schema import RECORDS, ModuleSpec, Param, frozen_map
 from ..dsl.types import Boolean, Size
+from ..runtime.context import RequestContext
+from ..store.money import to_pico
+
+# Credentials that must never be stored, even inside a recorded body.
+_TOKENS = re.compile(rb"\b(?:sk|pk|rk|sy)-[A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}")
+_SECRET_FIELDS = re.compile(
+    rb'("(?:api[_-]?key|authorization|password|secret|token|access_token)"\s*:\s*)"[^"]*"', re.I
+)
+
+
+def _redact(body: bytes | None, limit: int, secrets: tuple[str, ...]) -> str | None:
+    if body is None:
+        return None
+    for secret in secrets:
+        if secret:
+            body = body.replace(secret.encode(), b"[redacted]")
+    body = _SECRET_FIELDS.sub(rb'\1"[redacted]"', _TOKENS.sub(b"[redacted]", body))
+    text = body[:limit].decode("utf-8", "replace")
+    return text + ("…[truncated]" if len(body) > limit else "")
+
+
+def trace_row(ctx: RequestContext, bodies: bool, limit: int) -> tuple[Any, ...]:
+    notes = {k: v for k, v in ctx.notes.items() if not k.startswith("_")}
+    secrets = (ctx.caller_key or "",)
+    return (
+        ctx.id, ctx.started_at, ctx.route.name, ctx.project, ctx.key_id, ctx.path, ctx.model,
+        ctx.served_model, ctx.provider, ctx.status or 0, ctx.error, int(ctx.stream), ctx.cache,
+        ctx.usage.prompt_tokens, ctx.usage.completion_tokens, ctx.usage.cached_tokens,
+        ctx.usage.reasoning_tokens, to_pico(ctx.cost) if ctx.cost is not None else None,
+        int(ctx.cost is not None), round((time.perf_counter() - ctx.started) * 1000, 3),
+        round(ctx.first_token_ms, 3) if ctx.first_token_ms is not None else None,
+        round(ctx.overhead_ms, 3) if ctx.overhead_ms is not None else None,
+        orjson.dumps([a.to_json() for a in ctx.attempts]).decode(),
+        orjson.dumps(notes, default=str).decode(),
+        _redact(ctx.raw_body, limit, secrets) if bodies else None,
+        _redact(ctx.response_body, limit, secrets) if bodies else None,
+    )
+
+
+def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+    bodies = bool(params["bodies"])
+    limit = int(params["max_body"])
+    store = services.store
+
+    async def record(ctx: RequestContext) -> None:
+        await store.add_trace(trace_row(ctx, bodies, limit))
+
+    async def trace(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+        ctx.recorders.append(record)
+        if bodies:
+            ctx.keep_bodies = True
+        return await call_next(ctx)
+
+    return trace
+
 
 SPEC = ModuleSpec(
     name="trace",
@@ -22,4 +84,5 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({RECORDS}),
+    factory=create,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -99,10 +99,15 @@ class RequestContext:
     status: int = 0
     error: str | None = None
     upstream_ms: float = 0.0  # time spent waiting on providers, for the overhead header
+    overhead_ms: float | None = None  # the gateway's own time, up to the response head
     first_token_ms: float | None = None
     cache: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)  # module findings for the trace
     response_headers: dict[str, str] = field(default_factory=dict)
+    # Called once when the request has ended (trace, audit): registered by modules.
+    recorders: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)
+    response_body: bytes | None = None  # kept only when a recorder asks for bodies
+    keep_bodies: bool = False
 
     def set_body(self, body: dict[str, Any]) -> None:
         self.body = body

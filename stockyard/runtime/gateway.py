@@ -18,6 +18,7 @@ from ..exceptions import GatewayError, InvalidRequest, NoRoute, PayloadTooLarge
 from . import sse
 from .context import GatewayResponse, RequestContext, new_trace_id
 from .pipeline import ActiveGeneration
+from .records import finish
 
 log = logging.getLogger("stockyard.gateway")
 
@@ -25,24 +26,13 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-# Body checks per endpoint: (field, expected type, words) beyond `model`.
-_REQUIRED_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...], str], ...]] = {
-    "/v1/chat/completions": (("messages", list, "a list of messages"),),
-    "/v1/completions": (("prompt", (str, list), "a string or a list"),),
-    "/v1/embeddings": (("input", (str, list), "a string or a list"),),
-}
-_OPTIONAL_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
-    ("stream", bool, "true or false"),
-    ("max_tokens", int, "an integer"),
-    ("temperature", (int, float), "a number"),
-    ("stream_options", dict, "an object"),
-)
-
-
 class Gateway:
-    def __init__(self, current: Callable[[], ActiveGeneration | None], max_body: int) -> None:
+    def __init__(
+        self, current: Callable[[], ActiveGeneration | None], max_body: int, services: Any = None
+    ) -> None:
         self.current = current
         self.max_body = max_body
+        self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -51,11 +41,14 @@ class Gateway:
             if scope["path"] == "/v1/models" and scope["method"] in ("GET", "HEAD"):
                 await _send_json(send, 200, self._models(), {"x-stockyard-trace-id": trace_id})
                 return
-            ctx = await self._context(scope, receive, trace_id, started)
+            ctx, active = await self._context(scope, receive, trace_id, started)
         except GatewayError as error:
             await _send_error(send, error, {"x-stockyard-trace-id": trace_id})
             return
-        await self._serve(ctx, scope, receive, send)
+        try:
+            await self._serve(ctx, active, receive, send)
+        finally:
+            await finish(ctx, self.services, active.prices)
 
     def _models(self) -> dict[str, Any]:
         active = self.current()
@@ -72,7 +65,9 @@ class Gateway:
         ]
         return {"object": "list", "data": data}
 
-    async def _context(self, scope: Scope, receive: Receive, trace_id: str, started: float) -> RequestContext:
+    async def _context(
+        self, scope: Scope, receive: Receive, trace_id: str, started: float
+    ) -> tuple[RequestContext, ActiveGeneration]:
         if scope["method"] != "POST":
             raise GatewayError(f"{scope['path']} takes POST", status=405, code="method_not_allowed")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -82,15 +77,6 @@ class Gateway:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("`model` is required and must be a non-empty string", param="model")
-        for name, kind, words in _REQUIRED_FIELDS.get(path, ()):
-            if name not in body:
-                raise InvalidRequest(f"`{name}` is required", param=name)
-            if not isinstance(body[name], kind):
-                raise InvalidRequest(f"`{name}` must be {words}", param=name)
-        for name, kind, words in _OPTIONAL_TYPES:
-            value = body.get(name)
-            if value is not None and (not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool)):
-                raise InvalidRequest(f"`{name}` must be {words}", param=name)
         active = self.current()
         if active is None:
             raise GatewayError("no pipeline is loaded", status=503, code="not_ready")
@@ -105,8 +91,7 @@ class Gateway:
             stream=body.get("stream") is True, started=started,
         )
         ctx.project = headers.get("x-stockyard-project") or "default"
-        ctx.notes["handler"] = active.handlers[route.name]
-        return ctx
+        return ctx, active
 
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")
@@ -126,8 +111,10 @@ class Gateway:
             if not message.get("more_body"):
                 return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
-    async def _serve(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = ctx.notes.pop("handler")
+    async def _serve(
+        self, ctx: RequestContext, active: ActiveGeneration, receive: Receive, send: Send
+    ) -> None:
+        handler = active.handlers[ctx.route.name]
         try:
             response = await handler(ctx)
         except GatewayError as error:
@@ -144,7 +131,10 @@ class Gateway:
             )
             return
         headers = {**response.headers, **_headers(ctx)}
+        ctx.status = ctx.status or response.status
         if response.stream is None:
+            if ctx.keep_bodies:
+                ctx.response_body = response.body
             await _start(send, response.status, headers)
             await send({"type": "http.response.body", "body": response.body})
             return
@@ -153,10 +143,11 @@ class Gateway:
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
+    ctx.overhead_ms = max(0.0, ctx.elapsed_ms() - ctx.upstream_ms)
     headers = {
         "x-stockyard-trace-id": ctx.id,
         "x-stockyard-route": ctx.route.name,
-        "x-stockyard-overhead-ms": f"{max(0.0, ctx.elapsed_ms() - ctx.upstream_ms):.3f}",
+        "x-stockyard-overhead-ms": f"{ctx.overhead_ms:.3f}",
     }
     if ctx.provider:
         headers["x-stockyard-provider"] = ctx.provider
@@ -171,9 +162,13 @@ async def _pump(ctx: RequestContext, response: GatewayResponse, receive: Receive
     stream = response.stream
     assert stream is not None
 
+    kept: list[bytes] | None = [] if ctx.keep_bodies else None
+
     async def forward() -> None:
         try:
             async for chunk in stream:
+                if kept is not None and len(kept) < 4096:
+                    kept.append(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (asyncio.CancelledError, GeneratorExit):
             raise
@@ -206,6 +201,8 @@ async def _pump(ctx: RequestContext, response: GatewayResponse, receive: Receive
                 task.cancel()
         await asyncio.gather(pump, watch, return_exceptions=True)
     finally:
+        if kept is not None:
+            ctx.response_body = b"".join(kept)
         closer = getattr(stream, "aclose", None)
         if closer is not None:
             await closer()

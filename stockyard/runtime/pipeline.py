@@ -16,6 +16,8 @@ from ..providers import ADAPTERS
 from ..providers.base import Adapter
 from .context import GatewayResponse, RequestContext
 from .dispatch import Dispatcher
+from .records import price_overrides
+from .validate import validate
 
 Handler = Callable[[RequestContext], Awaitable[GatewayResponse]]
 Module = Callable[[RequestContext, Handler], Awaitable[GatewayResponse]]
@@ -26,6 +28,7 @@ class ActiveGeneration:
     generation: Generation
     handlers: Mapping[str, Handler]
     adapters: Mapping[str, Adapter]
+    prices: Mapping[str, Any]  # `price` blocks as pricing overrides
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -48,6 +51,14 @@ def _wrap(module: Module, call_next: Handler, name: str, route: str, services: A
     return switchable
 
 
+def _validated(dispatcher: Handler) -> Handler:
+    async def terminal(ctx: RequestContext) -> GatewayResponse:
+        validate(ctx)
+        return await dispatcher(ctx)
+
+    return terminal
+
+
 def build_module(config: ModuleConfig, services: Any) -> Module:
     spec = REGISTRY[config.name]
     if spec.factory is None:
@@ -68,8 +79,15 @@ def activate(generation: Generation, services: Any) -> ActiveGeneration:
         adapters[name] = factory(provider, services.clients)
     handlers: dict[str, Handler] = {}
     for route in generation.routes:
-        handler: Handler = Dispatcher(route, generation.providers, adapters, services.breakers)
+        handler: Handler = _validated(
+            Dispatcher(route, generation.providers, adapters, services.breakers)
+        )
         for config in reversed(route.modules):
             handler = _wrap(build_module(config, services), handler, config.name, route.name, services)
         handlers[route.name] = handler
-    return ActiveGeneration(generation, MappingProxyType(handlers), MappingProxyType(adapters))
+    return ActiveGeneration(
+        generation,
+        MappingProxyType(handlers),
+        MappingProxyType(adapters),
+        MappingProxyType(price_overrides(generation.prices)),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,12 @@ class ReloadStatus:
 
 
 class Reloader:
-    def __init__(self, path: Path, services: Any, on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        services: Any,
+        on_event: Callable[[str, str, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self.path = path
         self.services = services
         self.current: ActiveGeneration | None = None
@@ -71,24 +76,30 @@ class Reloader:
             return result, None
         return result, activate(result.generation, self.services)
 
-    async def reload(self, *, force: bool = False, reason: str = "change") -> ReloadStatus:
+    async def reload(
+        self, *, force: bool = False, reason: str = "change", actor: str = "system"
+    ) -> ReloadStatus:
         async with self._lock:
             status = self.status
             try:
                 sources = await asyncio.to_thread(self._read)
             except (OSError, ConfigError) as error:
-                return self._failed(f"cannot read pipelines: {error}", getattr(error, "diagnostics", ()), {})
+                return await self._failed(
+                    f"cannot read pipelines: {error}", getattr(error, "diagnostics", ()), {}, actor
+                )
             digest = source_hash(sources.items())
             if not force and self.current is not None and digest == self.current.generation.source_hash:
                 return status
             if not sources:
-                return self._failed(f"no .pipe files in {self.path}", (), {})
+                return await self._failed(f"no .pipe files in {self.path}", (), {}, actor)
             try:
                 result, active = await asyncio.to_thread(self._build, sources)
             except ConfigError as error:
-                return self._failed(str(error), error.diagnostics, sources)
+                return await self._failed(str(error), error.diagnostics, sources, actor)
             if active is None:
-                return self._failed(f"{len(result.errors)} error(s) in the pipelines", result.diagnostics, sources)
+                return await self._failed(
+                    f"{len(result.errors)} error(s) in the pipelines", result.diagnostics, sources, actor
+                )
             self.current = active
             status.ok, status.at, status.source_hash = True, time.time(), digest
             status.message = f"loaded {len(active.generation.routes)} route(s) from {len(sources)} file(s)"
@@ -97,10 +108,17 @@ class Reloader:
             for warning in result.warnings:
                 log.warning("%s", warning)
             log.info("pipelines %s (%s): %s", reason, digest[:12], status.message)
-            self._emit("reload.applied", {"source_hash": digest, "reason": reason, "routes": len(active.generation.routes)})
+            await self._emit(
+                "reload.applied",
+                actor,
+                {"source_hash": digest, "reason": reason, "routes": len(active.generation.routes),
+                 "files": sorted(sources)},
+            )
             return status
 
-    def _failed(self, message: str, diagnostics: Any, sources: dict[str, str]) -> ReloadStatus:
+    async def _failed(
+        self, message: str, diagnostics: Any, sources: dict[str, str], actor: str
+    ) -> ReloadStatus:
         status = self.status
         status.ok, status.at, status.message = False, time.time(), message
         status.diagnostics, status.sources = tuple(diagnostics), sources
@@ -108,12 +126,16 @@ class Reloader:
         rendered = render_text(status.diagnostics, sources) if status.diagnostics else ""
         serving = "the previous pipelines keep serving" if self.current else "nothing is loaded"
         log.error("reload rejected: %s; %s\n%s", message, serving, rendered.rstrip())
-        self._emit("reload.rejected", {"message": message, "errors": sum(1 for d in status.diagnostics if d.is_error)})
+        await self._emit(
+            "reload.rejected",
+            actor,
+            {"message": message, "codes": sorted({d.code for d in status.diagnostics if d.is_error})},
+        )
         return status
 
-    def _emit(self, action: str, detail: dict[str, Any]) -> None:
+    async def _emit(self, action: str, actor: str, detail: dict[str, Any]) -> None:
         if self.on_event is not None:
-            self.on_event(action, detail)
+            await self.on_event(action, actor, detail)
 
     def start_watching(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())

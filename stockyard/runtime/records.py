@@ -1,0 +1,67 @@
+"""What happens when a request ends: its cost, spend, metrics, and the recorders modules asked
+for (trace, audit). Called exactly once per routed request, after the last byte."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from ..pricing import ModelPrice, cost, lookup
+from ..store.money import to_pico
+from ..store.spend import utc_day
+from .context import RequestContext
+
+log = logging.getLogger("stockyard.records")
+
+Recorder = Callable[[RequestContext], Awaitable[None]]
+
+
+def price_overrides(prices: Mapping[str, Any]) -> dict[str, ModelPrice]:
+    """``price`` blocks of a generation, in the pricing module's shape (built once per generation)."""
+    return {m: ModelPrice(m, p.input, p.output, p.cached) for m, p in prices.items()}
+
+
+def settle_cost(ctx: RequestContext, overrides: Mapping[str, ModelPrice]) -> None:
+    """Set ``ctx.cost`` exactly, or leave it None and flag the model as unpriced."""
+    if ctx.cost is not None:
+        return
+    served = any(a.outcome == "ok" for a in ctx.attempts)
+    if not served:
+        ctx.cost = Decimal(0)  # nothing was billed
+        return
+    if not ctx.usage.known:
+        ctx.notes["cost_unknown"] = "the provider reported no usage"
+        return
+    model = ctx.served_model or ctx.model
+    price = lookup(model, overrides)
+    if price is None:
+        ctx.notes["unpriced"] = model
+        return
+    usage = ctx.usage
+    ctx.cost = cost(price, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+
+
+async def finish(ctx: RequestContext, services: Any, overrides: Mapping[str, ModelPrice]) -> None:
+    """Settle cost, count spend, run recorders. Never raises into the request path."""
+    try:
+        settle_cost(ctx, overrides)
+        store = getattr(services, "store", None)
+        pico = to_pico(ctx.cost) if ctx.cost is not None else 0
+        if store is not None:
+            day = utc_day(ctx.started_at)
+            key = (day, ctx.project, ctx.key_id or "", ctx.route.name,
+                   ctx.served_model or ctx.model, ctx.provider or "")
+            usage = ctx.usage
+            values = (1, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, pico,
+                      1 if ctx.cost is None else 0)
+            store.spend.add(day, ctx.project, ctx.key_id or "", ctx.route.name, pico)
+            await store.add_spend(key, values)
+        metrics = getattr(services, "metrics", None)
+        if metrics is not None:
+            metrics.observe(ctx)
+        for recorder in ctx.recorders:
+            await recorder(ctx)
+    except Exception:
+        log.exception("recording request %s failed", ctx.id)

@@ -1,0 +1,229 @@
+"""The SQLite store: one file (WAL), one writer task that batches, separate reader connection.
+
+Requests never wait on disk: they enqueue rows; the writer commits a batch every
+``flush_interval`` (or sooner, when ``batch_size`` rows are waiting). When the queue is full the
+caller waits for room (back-pressure), and that is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .ledger import COLUMNS, Chain, Verifier, row_to_event
+from .schema import LATEST, MIGRATIONS
+from .spend import SpendCounters
+
+log = logging.getLogger("stockyard.store")
+
+TRACE_COLUMNS = (
+    "id", "ts", "route", "project", "key_id", "path", "model", "served_model", "provider",
+    "status", "error", "stream", "cache", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "reasoning_tokens", "cost_pico", "priced", "latency_ms", "ttft_ms", "overhead_ms", "attempts",
+    "notes", "request_body", "response_body",
+)  # fmt: skip
+SPEND_KEY = ("day", "project", "key_id", "route", "model", "provider")
+SPEND_VALUES = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_pico", "unpriced")
+
+_INSERT_TRACE = f"INSERT OR REPLACE INTO traces ({', '.join(TRACE_COLUMNS)}) VALUES ({', '.join('?' * len(TRACE_COLUMNS))})"
+_UPSERT_SPEND = (
+    f"INSERT INTO spend_daily ({', '.join(SPEND_KEY + SPEND_VALUES)}) "
+    f"VALUES ({', '.join('?' * (len(SPEND_KEY) + len(SPEND_VALUES)))}) "
+    f"ON CONFLICT ({', '.join(SPEND_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in SPEND_VALUES)
+)
+_INSERT_EVENT = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring a database up to the latest schema; returns the version it was at."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > LATEST:
+        raise RuntimeError(f"database schema {version} is newer than this Stockyard ({LATEST})")
+    for number, script in MIGRATIONS:
+        if number > version:
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return version
+
+
+def connect_sync(path: Path | str) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    migrate(conn)
+    return conn
+
+
+class Store:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        flush_interval: float = 0.05,
+        batch_size: int = 1000,
+        max_queue: int = 20_000,
+    ) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(max_queue)
+        self.chain = Chain()
+        self.spend = SpendCounters()
+        self.waits = 0  # times a producer had to wait for room (back-pressure)
+        self.written = 0
+        self.failed_batches = 0
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(lambda: connect_sync(self.path).close())  # create + migrate
+        self._writer = await aiosqlite.connect(str(self.path))
+        await self._writer.execute("PRAGMA journal_mode=WAL")
+        await self._writer.execute("PRAGMA synchronous=NORMAL")
+        await self._writer.execute("PRAGMA busy_timeout=5000")
+        self._reader = await aiosqlite.connect(str(self.path))
+        await self._reader.execute("PRAGMA busy_timeout=5000")
+        async with self._writer.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1") as cursor:
+            row = await cursor.fetchone()
+        if row:
+            self.chain = Chain(row[0], row[1])
+        await self.spend.load(self._reader)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="stockyard-writer")
+
+    async def close(self) -> None:
+        """Flush everything queued, then close. Nothing enqueued before this is lost."""
+        self._closing = True
+        if self._task is not None:
+            await self.queue.put(("stop", None))
+            await self._task
+            self._task = None
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._reader = None
+
+    # --- producers (the request path) -------------------------------------------------------
+
+    async def put(self, kind: str, item: Any) -> None:
+        try:
+            self.queue.put_nowait((kind, item))
+        except asyncio.QueueFull:
+            self.waits += 1
+            await self.queue.put((kind, item))
+
+    async def add_trace(self, row: tuple[Any, ...]) -> None:
+        await self.put("trace", row)
+
+    async def add_spend(self, key: tuple[str, ...], values: tuple[int, ...]) -> None:
+        await self.put("spend", (key, values))
+
+    async def add_event(
+        self, type_: str, actor: str, resource: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        await self.put("event", (type_, actor, resource, action, detail))
+
+    # --- the writer -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self.queue.get()
+            batch = [first]
+            if first[0] != "stop" and not self._closing:
+                await asyncio.sleep(self.flush_interval)  # let a batch gather
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            stop = any(kind == "stop" for kind, _ in batch)
+            await self._write([b for b in batch if b[0] != "stop"])
+            if stop:  # drain anything that raced in before the stop marker was seen
+                rest = []
+                while not self.queue.empty():
+                    item = self.queue.get_nowait()
+                    if item[0] != "stop":
+                        rest.append(item)
+                if rest:
+                    await self._write(rest)
+
+    async def _write(self, batch: list[tuple[str, Any]]) -> None:
+        if not batch:
+            return
+        traces = [item for kind, item in batch if kind == "trace"]
+        spend: dict[tuple[str, ...], list[int]] = {}
+        for kind, item in batch:
+            if kind == "spend":
+                key, values = item
+                total = spend.setdefault(key, [0] * len(SPEND_VALUES))
+                for i, v in enumerate(values):
+                    total[i] += v
+        head = (self.chain.seq, self.chain.hash)
+        events = [self.chain.append(*item) for kind, item in batch if kind == "event"]
+        conn = self._writer
+        assert conn is not None
+        for attempt in range(3):
+            try:
+                if traces:
+                    await conn.executemany(_INSERT_TRACE, traces)
+                if spend:
+                    await conn.executemany(_UPSERT_SPEND, [(*k, *v) for k, v in spend.items()])
+                if events:
+                    await conn.executemany(_INSERT_EVENT, events)
+                await conn.commit()
+                self.written += len(batch)
+                return
+            except sqlite3.Error as error:
+                await conn.rollback()
+                log.error("store write failed (attempt %d): %s", attempt + 1, error)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        self.failed_batches += 1
+        self.chain.seq, self.chain.hash = head  # keep the chain linked to what is on disk
+        log.error("dropped a batch of %d records after repeated write failures", len(batch))
+
+    # --- readers (the admin API) ------------------------------------------------------------
+
+    async def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        conn = self._reader
+        assert conn is not None
+        conn.row_factory = sqlite3.Row
+        async with conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def verify_ledger(self, expect_head: str | None = None, page: int = 2000) -> dict[str, Any]:
+        verifier = Verifier(expect_head=expect_head)
+        last = 0
+        conn = self._reader
+        assert conn is not None
+        conn.row_factory = None
+        while True:
+            async with conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, page)
+            ) as cursor:
+                rows = await cursor.fetchall()
+            if not rows:
+                break
+            for row in rows:
+                if not verifier.feed(tuple(row)):
+                    return verifier.result()
+            last = rows[-1][0]
+        return verifier.result()
+
+    def queue_depth(self) -> int:
+        return self.queue.qsize()
+
+
+__all__ = ["Store", "connect_sync", "migrate", "row_to_event", "time"]
