@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     _serve_options(serve)
     serve.set_defaults(run=_serve)
 
+    ledger = commands.add_parser(
+        "ledger",
+        help="verify the audit ledger or print its head",
+        description="The audit ledger is a SHA-256 hash chain. `verify` walks it and names the "
+        "first broken event; `head` prints the last sequence number and hash, to store "
+        "elsewhere and pass back as --expect-head (which also detects a truncated tail).",
+    )
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    verify = ledger_commands.add_parser("verify", help="check every event's hash and link")
+    verify.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    verify.add_argument("--expect-head", metavar="HASH",
+                        help="a head hash exported earlier: fail if it is not in the chain")
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.set_defaults(run=_ledger_verify)
+    head = ledger_commands.add_parser("head", help="print the head sequence number and hash")
+    head.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    head.set_defaults(run=_ledger_head)
+
     routes = commands.add_parser(
         "routes",
         help="print the compiled route table",
@@ -96,7 +115,7 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
+    if not argv or (argv[0].startswith("--") and argv[0] not in ("--help", "--version")):
         argv.insert(0, "serve")  # `stockyard [--port N …]` is `stockyard serve …`
     args = parser.parse_args(argv)
     try:
@@ -120,6 +139,45 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"stockyard: pipelines not found: {settings.pipelines}", file=sys.stderr)
         return EXIT_USAGE
     return run(settings)
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    return Path(args.db or os.environ.get("STOCKYARD_DB") or "stockyard.db")
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    from .store.verify import default_progress, verify
+
+    try:
+        result = verify(_db_path(args), args.expect_head,
+                        progress=default_progress() if args.format == "text" else None)
+    except (FileNotFoundError, sqlite3.Error) as error:
+        print(f"stockyard: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+    elif result["valid"]:
+        print(f"ledger valid: {result['events_checked']} events, head {result['head_seq']} "
+              f"{result['head_hash']}")
+    else:
+        where = f" at event {result['broken_at']}" if result["broken_at"] else ""
+        print(f"ledger BROKEN{where}: {result['reason']} ({result['events_checked']} events read)")
+    return EXIT_OK if result["valid"] else EXIT_ERRORS
+
+
+def _ledger_head(args: argparse.Namespace) -> int:
+    from .store.verify import head
+
+    try:
+        found = head(_db_path(args))
+    except (FileNotFoundError, sqlite3.Error) as error:
+        print(f"stockyard: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if found is None:
+        print("ledger empty")
+        return EXIT_OK
+    print(f"{found[0]} {found[1]}")
+    return EXIT_OK
 
 
 def _paths(args: argparse.Namespace) -> list[str]:
