@@ -30,6 +30,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def closed_url() -> str:
+    """A base URL on a loopback port nothing listens on: connecting is refused."""
+    return f"http://127.0.0.1:{free_port()}/v1"
+
+
 @dataclass
 class Behaviour:
     """What the upstream does with one request. Unset fields mean: answer normally."""
@@ -42,6 +47,8 @@ class Behaviour:
     fail_after_chunks: int | None = None  # cut a stream after N chunks (no [DONE])
     reply: str | None = None
     words: int | None = None  # stream length (chunks of content)
+    first_chunk_delay: float = 0.0  # stream: after the headers, before the first event
+    echo_auth: bool = False  # error bodies repeat the Authorization header they received
 
 
 @dataclass
@@ -65,8 +72,11 @@ class Upstream:
         self.script: list[Behaviour] = []
         self.default = Behaviour()
         self.received: list[Received] = []
-        self.cancelled = 0  # streams whose client went away before the end
+        self.cancelled = 0  # requests whose client went away before the end
         self.chunks_sent = 0
+        # monotonic times of the latest stream's first chunk and of its latest content chunk
+        self.first_chunk_at: float | None = None
+        self.last_chunk_at: float | None = None
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -96,6 +106,35 @@ class Upstream:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def reset(self) -> None:
+        """Forget the script, the default behaviour and everything received (shared upstreams)."""
+        with self._lock:
+            self.script = []
+            self.default = Behaviour()
+            self.received = []
+            self.cancelled = 0
+            self.chunks_sent = 0
+            self.first_chunk_at = self.last_chunk_at = None
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.received)
+
+    def models(self) -> list[str]:
+        """The model of every request received so far (shows per-hop rewrites)."""
+        with self._lock:
+            return [r.body.get("model") for r in self.received]
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> bool:
+        """Poll ``predicate(self)`` until it holds (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.01)
+        return bool(predicate(self))
+
     def next_behaviour(self) -> Behaviour:
         with self._lock:
             return self.script.pop(0) if self.script else self.default
@@ -104,41 +143,84 @@ class Upstream:
         raw = await request.read()
         body = json.loads(raw) if raw else {}
         with self._lock:
-            self.received.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+            self.received.append(
+                Received(request.path, dict(request.headers), body, time.monotonic())
+            )
         behaviour = self.next_behaviour()
-        if behaviour.delay:
-            await asyncio.sleep(behaviour.delay)
+        if behaviour.delay and not await self._sleep_unless_gone(request, behaviour.delay):
+            with self._lock:
+                self.cancelled += 1
+            return web.Response(status=499)
         if behaviour.status >= 400:
+            message = f"{self.name} says {behaviour.status}"
+            if behaviour.echo_auth:
+                message += f" (you sent: {request.headers.get('Authorization', '')})"
             payload = behaviour.body or {
-                "error": {"message": f"{self.name} says {behaviour.status}", "type": "server_error",
-                          "code": None, "param": None}
+                "error": {"message": message, "type": "server_error", "code": None, "param": None}
             }
             return web.json_response(payload, status=behaviour.status, headers=behaviour.headers)
         model = body.get("model", "unknown")
         reply = behaviour.reply or f"{self.name} answers {model}"
         if request.path.endswith("/embeddings"):
-            return web.json_response({
-                "object": "list", "model": model,
-                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
-                "usage": {"prompt_tokens": 3, "total_tokens": 3},
-            })
+            return web.json_response(
+                {
+                    "object": "list",
+                    "model": model,
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                    "usage": {"prompt_tokens": 3, "total_tokens": 3},
+                }
+            )
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         if not body.get("stream"):
-            return web.json_response({
-                "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                             "finish_reason": "stop", "logprobs": None}],
-                "usage": usage,
-            }, headers=behaviour.headers)
+            return web.json_response(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": reply},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                    ],
+                    "usage": usage,
+                },
+                headers=behaviour.headers,
+            )
         return await self._stream(request, body, behaviour, reply, usage)
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], behaviour: Behaviour,
-                      reply: str, usage: dict[str, int]) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"content-type": "text/event-stream", **behaviour.headers})
+    @staticmethod
+    async def _sleep_unless_gone(request: web.Request, seconds: float) -> bool:
+        """Sleep; False as soon as the client closes the connection (it gave up on us)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return False
+            await asyncio.sleep(min(left, 0.01))
+        return True
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        behaviour: Behaviour,
+        reply: str,
+        usage: dict[str, int],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"content-type": "text/event-stream", **behaviour.headers}
+        )
         await response.prepare(request)
-        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body.get("model")}
+        base = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+        }
         words = reply.split(" ")
         if behaviour.words is not None:
             words = [f"w{i}" for i in range(behaviour.words)]
@@ -148,7 +230,26 @@ class Upstream:
 
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         try:
-            await response.write(event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
+            if behaviour.first_chunk_delay and not await self._sleep_unless_gone(
+                request, behaviour.first_chunk_delay
+            ):
+                raise ConnectionResetError("the client went away before the first chunk")
+            await response.write(
+                event(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": ""},
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
+            )
+            with self._lock:
+                self.first_chunk_at = time.monotonic()
             for index, word in enumerate(words):
                 if behaviour.fail_after_chunks is not None and index >= behaviour.fail_after_chunks:
                     # Break the connection mid-stream: no [DONE], no clean end.
@@ -158,10 +259,22 @@ class Upstream:
                 if behaviour.chunk_delay:
                     await asyncio.sleep(behaviour.chunk_delay)
                 piece = word if index == 0 else " " + word
-                await response.write(event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+                await response.write(
+                    event(
+                        {
+                            **base,
+                            "choices": [
+                                {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                            ],
+                        }
+                    )
+                )
                 with self._lock:
                     self.chunks_sent += 1
-            await response.write(event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+                    self.last_chunk_at = time.monotonic()
+            await response.write(
+                event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            )
             if include_usage:
                 await response.write(event({**base, "choices": [], "usage": usage}))
             await response.write(b"data: [DONE]\n\n")
@@ -176,7 +289,9 @@ class Upstream:
 class Gateway:
     """``stockyard serve`` in a subprocess on a free port, with its own pipelines and DB."""
 
-    def __init__(self, directory: Path, env: dict[str, str] | None = None, admin_key: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, env: dict[str, str] | None = None, admin_key: str | None = None
+    ) -> None:
         self.directory = directory
         self.pipelines = directory / "pipelines"
         self.pipelines.mkdir(parents=True, exist_ok=True)
@@ -200,9 +315,23 @@ class Gateway:
     def start(self, *extra: str, timeout: float = 15) -> Gateway:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stockyard", "serve", "--port", str(self.port),
-             "--pipelines", str(self.pipelines), "--db", str(self.directory / "stockyard.db"), *extra],
-            cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "stockyard",
+                "serve",
+                "--port",
+                str(self.port),
+                "--pipelines",
+                str(self.pipelines),
+                "--db",
+                str(self.directory / "stockyard.db"),
+                *extra,
+            ],
+            cwd=self.directory,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -219,6 +348,15 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Call the gateway (admin API, /health, /v1) with httpx."""
+        kwargs.setdefault("timeout", 10)
+        return httpx.request(method, f"{self.url}{path}", **kwargs)
+
+    def send_signal(self, sig: int) -> None:
+        assert self.process is not None and self.process.poll() is None
+        self.process.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.process is None:
             return 0
@@ -230,6 +368,27 @@ class Gateway:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
+
+
+def provider(
+    name: str, url: str, *, api_key: str = "passthrough", kind: str = "openai", extra: str = ""
+) -> str:
+    """A ``provider`` block for a pipeline file."""
+    return f'provider {name} {{\n  kind {kind}\n  base_url "{url}"\n  api_key {api_key}\n  {extra}\n}}\n'
+
+
+@contextlib.contextmanager
+def running_gateway(
+    directory: Path, files: dict[str, str], *extra: str, env: dict[str, str] | None = None
+) -> Iterator[Gateway]:
+    """A started gateway serving ``files`` (name -> pipeline text); stopped on exit."""
+    gateway = Gateway(directory, env=env)
+    for name, text in files.items():
+        gateway.write(name, text)
+    try:
+        yield gateway.start(*extra)
+    finally:
+        gateway.stop()
 
 
 @contextlib.contextmanager

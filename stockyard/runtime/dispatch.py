@@ -110,6 +110,8 @@ class Dispatcher:
                 retryable = failure.matches(policy.failover_on)
                 if failure.kind != "status" or (failure.status or 0) >= 500:
                     self.breakers.failure(provider.name)
+                else:  # it answered (4xx, 429): not a sign of health or sickness
+                    self.breakers.release(provider.name)
                 if not retryable or attempt_number == policy.retries:
                     raise
                 delay = min(policy.max_backoff, policy.backoff * 2**attempt_number)
@@ -122,6 +124,7 @@ class Dispatcher:
                 ctx.upstream_ms += delay * 1000
                 continue
             except asyncio.CancelledError:
+                self.breakers.release(provider.name)
                 attempt.error = "cancelled: the caller went away"
                 attempt.latency_ms = (time.perf_counter() - started) * 1000
                 raise
@@ -150,13 +153,18 @@ class Dispatcher:
 
 def _scrub(text: str, ctx: RequestContext, provider: ProviderSpec) -> str:
     """Remove credentials from text that will be shown or recorded."""
-    for secret in (ctx.caller_key, resolve(provider.api_key) if provider.api_key != "passthrough" else None):
+    for secret in (
+        ctx.caller_key,
+        resolve(provider.api_key) if provider.api_key != "passthrough" else None,
+    ):
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")
     return _SECRET.sub("[redacted]", text)
 
 
-def _client_error(failure: UpstreamFailure, ctx: RequestContext, provider: ProviderSpec) -> GatewayError:
+def _client_error(
+    failure: UpstreamFailure, ctx: RequestContext, provider: ProviderSpec
+) -> GatewayError:
     """A failure the route does not fail over on: the caller sees the provider's answer."""
     message = _scrub(failure.message, ctx, provider)
     headers = {}
@@ -169,7 +177,9 @@ def _client_error(failure: UpstreamFailure, ctx: RequestContext, provider: Provi
     status = failure.status or 502
     if status >= 500:
         return UpstreamError(
-            f"{provider.name} answered {status}: {message}", code=f"upstream_{status}", headers=headers
+            f"{provider.name} answered {status}: {message}",
+            code=f"upstream_{status}",
+            headers=headers,
         )
     error = GatewayError(message, status=status, code=f"upstream_{status}", headers=headers)
     error.type = "rate_limit_error" if status == 429 else "invalid_request_error"
