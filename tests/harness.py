@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[1]
@@ -352,6 +353,31 @@ class Gateway:
         """Call the gateway (admin API, /health, /v1) with httpx."""
         kwargs.setdefault("timeout", 10)
         return httpx.request(method, f"{self.url}{path}", **kwargs)
+
+    def client(self, api_key: str = "sk-test-caller-key-000", **kwargs: Any) -> openai.OpenAI:
+        """The official sync SDK pointed at this gateway (no SDK retries: we test ours)."""
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 20)
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, **kwargs)
+
+    def async_client(
+        self, api_key: str = "sk-test-caller-key-000", **kwargs: Any
+    ) -> openai.AsyncOpenAI:
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 20)
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=api_key, **kwargs)
+
+    def trace(self, trace_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The recorded trace of one request (routes need the `trace` module); waits for the
+        store's batched writer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.api("GET", f"/api/lookout/traces/{trace_id}")
+            if response.status_code == 200:
+                return response.json()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no trace {trace_id}: {response.status_code} {response.text}")
+            time.sleep(0.05)
 
     def send_signal(self, sig: int) -> None:
         assert self.process is not None and self.process.poll() is None

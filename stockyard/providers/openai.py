@@ -20,8 +20,16 @@ from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
 
 # Response headers that describe the hop, not the payload, and are not passed back.
 HOP_HEADERS = frozenset(
-    {"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive",
-     "set-cookie", "date", "server"}
+    {
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "set-cookie",
+        "date",
+        "server",
+    }
 )
 
 KIND = ProviderKind(
@@ -60,7 +68,10 @@ class OpenAIAdapter:
         headers = {"content-type": "application/json", "accept": "application/json"}
         for name, value in spec.headers:
             headers[name] = resolve(value) or ""
-        for option, header in (("organization", "OpenAI-Organization"), ("project", "OpenAI-Project")):
+        for option, header in (
+            ("organization", "OpenAI-Organization"),
+            ("project", "OpenAI-Project"),
+        ):
             if spec.options.get(option):
                 headers[header] = resolve(spec.options[option]) or ""
         self.headers = headers
@@ -78,51 +89,92 @@ class OpenAIAdapter:
 
     def payload(self, request: UpstreamRequest) -> bytes:
         ctx = request.ctx
-        wants_usage = request.stream and request.endpoint != "embeddings" and not _caller_asked_usage(ctx.body)
+        wants_usage = (
+            request.stream
+            and request.endpoint != "embeddings"
+            and not _caller_asked_usage(ctx.body)
+        )
         if not ctx.body_changed and request.model == ctx.model and not wants_usage:
             return ctx.raw_body  # forwarded exactly as received
         body = dict(ctx.body)
         body["model"] = request.model
         if wants_usage:
             options = body.get("stream_options")
-            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
         return orjson.dumps(body)
 
     async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
+        """One attempt. Timeouts: `connect` bounds opening the connection. A plain request must
+        be answered completely within `total`. A stream must deliver its first chunk within
+        `first_token` (and `total`), counted from the request, headers included; after that,
+        `total` bounds each wait between chunks rather than the whole answer, which may stream
+        for as long as the model keeps producing."""
         session = self.clients.session(self.spec.name, self.spec.max_connections)
-        timeout = aiohttp.ClientTimeout(total=request.timeouts.total, sock_connect=request.timeouts.connect)
-        try:
-            response = await session.post(
-                self.url(request), data=self.payload(request), headers=self.request_headers(request),
-                timeout=timeout,
+        timeouts = request.timeouts
+        name = self.spec.name
+        if request.stream:
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.total
             )
-        except TimeoutError:
-            raise UpstreamFailure("timeout", f"no response from {self.spec.name} within the timeout") from None
-        except aiohttp.ClientError as error:
-            raise UpstreamFailure("connect", f"cannot reach {self.spec.name}: {_reason(error)}") from None
-        headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
+            limit = min(timeouts.total, timeouts.first_token or timeouts.total)
+        else:
+            timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+            limit = None  # aiohttp's `total` covers the whole exchange
+        response: aiohttp.ClientResponse | None = None
         try:
-            if response.status >= 400:
-                body = await response.read()
-                raise status_failure(response.status, headers, body)
-            if not request.stream:
-                body = await response.read()
-                request.ctx.usage.update_from_openai(_usage_of(body))
-                return UpstreamReply(response.status, headers, body)
-            first = await _first_chunk(response, request.timeouts.first_token, self.spec.name)
+            async with asyncio.timeout(limit):
+                response = await session.post(
+                    self.url(request),
+                    data=self.payload(request),
+                    headers=self.request_headers(request),
+                    timeout=timeout,
+                )
+                headers = {
+                    k.lower(): v
+                    for k, v in response.headers.items()
+                    if k.lower() not in HOP_HEADERS
+                }
+                if response.status >= 400:
+                    body = await response.read()
+                    raise status_failure(response.status, headers, body)
+                if not request.stream:
+                    body = await response.read()
+                    request.ctx.usage.update_from_openai(_usage_of(body))
+                    return UpstreamReply(response.status, headers, body)
+                first = await response.content.readany()
         except TimeoutError:
-            response.close()
-            raise UpstreamFailure("timeout", f"{self.spec.name} did not answer in time") from None
+            if response is not None:
+                response.close()
+            if request.stream and timeouts.first_token and limit == timeouts.first_token:
+                message = f"{name} sent no first token within {_seconds(limit)}"
+            elif response is None:
+                message = f"no response from {name} within {_seconds(limit or timeouts.total)}"
+            else:
+                message = (
+                    f"{name} did not finish answering within {_seconds(limit or timeouts.total)}"
+                )
+            raise UpstreamFailure("timeout", message) from None
         except aiohttp.ClientError as error:
+            if response is None:
+                raise UpstreamFailure("connect", f"cannot reach {name}: {_reason(error)}") from None
             response.close()
-            raise UpstreamFailure("connect", f"{self.spec.name} broke the connection: {_reason(error)}") from None
+            raise UpstreamFailure(
+                "connect", f"{name} broke the connection: {_reason(error)}"
+            ) from None
         except UpstreamFailure:
-            response.release()
+            if response is not None:
+                response.release()
             raise
+        if not first:
+            response.close()
+            raise UpstreamFailure("connect", f"{name} ended the stream before any data")
         return UpstreamStream(
             response.status,
             headers,
-            openai_stream(_chunks(first, response), _usage_hook(request)),
+            openai_stream(_chunks(first, response, name), _usage_hook(request)),
             _closer(response),
         )
 
@@ -160,25 +212,23 @@ def _usage_of(body: bytes) -> dict[str, Any] | None:
     return data.get("usage") if isinstance(data, dict) else None
 
 
-async def _first_chunk(response: aiohttp.ClientResponse, first_token: float | None, name: str) -> bytes:
-    try:
-        if first_token is None:
-            first = await response.content.readany()
-        else:
-            first = await asyncio.wait_for(response.content.readany(), first_token)
-    except TimeoutError:
-        raise UpstreamFailure("timeout", f"{name} sent no first token in time") from None
-    if not first:
-        raise UpstreamFailure("connect", f"{name} ended the stream before any data")
-    return first
-
-
-async def _chunks(first: bytes, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _chunks(
+    first: bytes, response: aiohttp.ClientResponse, name: str
+) -> AsyncIterator[bytes]:
     finished = False
     try:
         yield first
-        async for chunk in response.content.iter_any():
-            yield chunk
+        try:
+            async for chunk in response.content.iter_any():
+                yield chunk
+        except TimeoutError:
+            raise UpstreamFailure(
+                "timeout", f"{name} stopped sending in the middle of the stream"
+            ) from None
+        except aiohttp.ClientError as error:
+            raise UpstreamFailure(
+                "connect", f"{name} broke the connection mid-stream: {_reason(error)}"
+            ) from None
         finished = True
     finally:
         # An unfinished stream (caller gone, error) closes the connection: the upstream stops.
@@ -190,6 +240,10 @@ def _closer(response: aiohttp.ClientResponse):  # type: ignore[no-untyped-def]
         response.close()
 
     return close
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
 
 
 def _reason(error: BaseException) -> str:
