@@ -7,11 +7,14 @@ else is a Quart app.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from quart import Quart, g, jsonify
 
+from .api import keys as keys_api
+from .api import modules as modules_api
 from .api import records
 from .api.auth import admin_guard
 from .runtime.gateway import Gateway
@@ -35,6 +38,7 @@ class Stockyard:
         self.guard = admin_guard(settings.admin_key)
         self.api = self._build_api()
         self._opened = False
+        self._poller: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -46,12 +50,17 @@ class Stockyard:
         """Open the store and load the pipelines. False (diagnostics logged) if nothing loaded."""
         if not self._opened:
             await self.store.open()
+            await self.services.toggles.load(self.store)
+            await self.services.keys.load(self.store)
             self._opened = True
         await self.reloader.reload(force=True, reason="startup")
         return self.reloader.current is not None
 
     async def close(self) -> None:
         """Stop watching, close pools, and flush every queued record to disk."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
         await self.reloader.stop()
         await self.services.aclose()
         if self._opened:
@@ -66,13 +75,35 @@ class Stockyard:
             raise RuntimeError(f"stockyard: cannot start: {self.reloader.status.message}")
         if self.settings.watch:
             self.reloader.start_watching()
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_shared_state())
+
+    async def _poll_shared_state(self, interval: float = 0.5) -> None:
+        """Pick up keys and toggles changed by another process sharing the database."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.services.keys.load(self.store)
+                if await self.services.toggles.load(self.store):
+                    await self.reloader.reactivate()
+            except Exception:
+                log.exception("reading shared state from the database failed")
+
+    async def _after_serving(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        await self.reloader.stop()
 
     def _build_api(self) -> Quart:
         app = Quart("stockyard")
         app.before_serving(self._startup)
-        app.after_serving(self.reloader.stop)
+        app.after_serving(self._after_serving)
         guard = self.guard
         app.register_blueprint(records.blueprint(self.store, guard))
+        app.register_blueprint(modules_api.blueprint(
+            self.store, self.services.toggles, self.reloader, self.reloader.reactivate, guard))
+        app.register_blueprint(keys_api.blueprint(self.store, self.services.keys, guard))
 
         @app.get("/health")
         async def health() -> Any:

@@ -83,6 +83,33 @@ def _parser() -> argparse.ArgumentParser:
     head.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
     head.set_defaults(run=_ledger_head)
 
+    keys = commands.add_parser(
+        "keys",
+        help="create, list and revoke gateway keys",
+        description="Gateway keys (sk-sy-…) for the `auth` module. Only a hash is stored: a new "
+        "key is printed once. Works on the database directly; a running gateway picks changes "
+        "up within a second.",
+    )
+    keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = keys_commands.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--project", required=True, help="the project the key spends for")
+    create.add_argument("--name", help="a label (default: the project)")
+    create.add_argument("--route", action="append", default=[], metavar="ROUTE",
+                        help="limit the key to this route (repeatable)")
+    create.add_argument("--model", action="append", default=[], metavar="GLOB",
+                        help="limit the key to models matching this pattern (repeatable)")
+    create.add_argument("--expires", metavar="DURATION", help="lifetime, e.g. 30d, 12h")
+    create.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    create.set_defaults(run=_keys_create)
+    listing = keys_commands.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    listing.set_defaults(run=_keys_list)
+    revoke = keys_commands.add_parser("revoke", help="revoke a key by its id (key_…)")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    revoke.set_defaults(run=_keys_revoke)
+
     routes = commands.add_parser(
         "routes",
         help="print the compiled route table",
@@ -177,6 +204,66 @@ def _ledger_head(args: argparse.Namespace) -> int:
         print("ledger empty")
         return EXIT_OK
     print(f"{found[0]} {found[1]}")
+    return EXIT_OK
+
+
+def _keys_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .store import connect_sync
+
+    return connect_sync(_db_path(args))
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    import getpass
+    import time
+
+    from .dsl.literals import duration_seconds
+    from .keys import create_sync
+
+    expires_at = None
+    if args.expires:
+        try:
+            expires_at = time.time() + float(duration_seconds(args.expires))
+        except (AssertionError, KeyError):
+            print(f"stockyard: --expires takes a duration like 30d or 12h, not {args.expires!r}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    actor = f"cli:{getpass.getuser()}"
+    with _keys_db(args) as conn:
+        key, record = create_sync(conn, args.project, args.name or args.project, args.route,
+                                  args.model, expires_at, actor)
+    print(key)
+    print(f"id {record.id}  project {record.project}  (shown once: store it now)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from .keys import list_sync
+
+    with _keys_db(args) as conn:
+        records = list_sync(conn)
+    if args.format == "json":
+        print(json.dumps([r.to_json() for r in records], indent=2))
+        return EXIT_OK
+    for r in records:
+        limits = ", ".join(filter(None, [",".join(r.routes), ",".join(r.models)])) or "-"
+        print(f"{r.id}  {r.prefix}…  {r.project:<16} {r.state():<8} {r.name}  limits: {limits}")
+    if not records:
+        print("no keys")
+    return EXIT_OK
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .keys import revoke_sync
+
+    with _keys_db(args) as conn:
+        record = revoke_sync(conn, args.key_id, f"cli:{getpass.getuser()}")
+    if record is None:
+        print(f"stockyard: no key {args.key_id}", file=sys.stderr)
+        return EXIT_ERRORS
+    print(f"{record.id} revoked")
     return EXIT_OK
 
 

@@ -2,8 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..dsl.schema import AUTHENTICATES, REJECTS, ModuleSpec, Param, frozen_map
 from ..dsl.types import Text
+from ..exceptions import AuthenticationFailed, PermissionDenied
+from ..keys import PREFIX
+from ..runtime.context import RequestContext
+
+
+def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+    header = str(params["header"]).lower()
+    ring = services.keys
+
+    async def auth(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+        key = ctx.headers.get(header, "").strip()
+        in_authorization = False
+        if not key:
+            value = ctx.headers.get("authorization", "")
+            if value[:7].lower() == "bearer " and value[7:].strip().startswith(PREFIX):
+                key, in_authorization = value[7:].strip(), True
+        if not key:
+            raise AuthenticationFailed(
+                f"a gateway key is required: send `Authorization: Bearer {PREFIX}…` or `{header}`",
+                code="missing_api_key",
+            )
+        record = ring.find(key)
+        if record is None:
+            raise AuthenticationFailed("invalid gateway key", code="invalid_api_key")
+        state = record.state()
+        if state != "active":
+            raise AuthenticationFailed(f"this gateway key is {state}", code=f"key_{state}")
+        refusal = record.allows(ctx.route.name, ctx.model)
+        if refusal:
+            raise PermissionDenied(refusal, code="key_not_allowed")
+        ctx.project = record.project
+        ctx.key_id = record.id
+        if in_authorization:
+            ctx.authorization_consumed = True  # never pass a gateway key on to a provider
+        return await call_next(ctx)
+
+    return auth
+
 
 SPEC = ModuleSpec(
     name="auth",
@@ -19,4 +60,5 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({AUTHENTICATES, REJECTS}),
+    factory=create,
 )

@@ -108,6 +108,7 @@ class RequestContext:
     recorders: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)
     response_body: bytes | None = None  # kept only when a recorder asks for bodies
     keep_bodies: bool = False
+    authorization_consumed: bool = False  # the Authorization header held a gateway key
 
     def set_body(self, body: dict[str, Any]) -> None:
         self.body = body
@@ -117,7 +118,7 @@ class RequestContext:
     def caller_key(self) -> str | None:
         """The caller's bearer token (for passthrough); never logged or recorded."""
         auth = self.headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
+        if auth[:7].lower() == "bearer " and not self.authorization_consumed:
             return auth[7:].strip() or None
         return self.headers.get("x-api-key") or self.headers.get("api-key") or None
 

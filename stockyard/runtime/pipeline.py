@@ -32,23 +32,11 @@ class ActiveGeneration:
     loaded_at: float = field(default_factory=time.time)
 
 
-def _wrap(module: Module, call_next: Handler, name: str, route: str, services: Any) -> Handler:
-    toggles = getattr(services, "toggles", None)
-    if toggles is None:
+def _wrap(module: Module, call_next: Handler) -> Handler:
+    async def step(ctx: RequestContext) -> GatewayResponse:
+        return await module(ctx, call_next)
 
-        async def step(ctx: RequestContext) -> GatewayResponse:
-            return await module(ctx, call_next)
-
-        return step
-
-    enabled = toggles.lookup  # the runtime switch: an in-memory lookup per request
-
-    async def switchable(ctx: RequestContext) -> GatewayResponse:
-        if enabled(route, name):
-            return await module(ctx, call_next)
-        return await call_next(ctx)
-
-    return switchable
+    return step
 
 
 def _validated(dispatcher: Handler) -> Handler:
@@ -83,7 +71,13 @@ def activate(generation: Generation, services: Any) -> ActiveGeneration:
             Dispatcher(route, generation.providers, adapters, services.breakers)
         )
         for config in reversed(route.modules):
-            handler = _wrap(build_module(config, services), handler, config.name, route.name, services)
+            toggles = getattr(services, "toggles", None)
+            if toggles is not None:  # runtime overrides are applied here, not per request
+                enabled, params, _source = toggles.effective(route.name, config)
+                if not enabled:
+                    continue
+                config = ModuleConfig(config.name, params)
+            handler = _wrap(build_module(config, services), handler)
         handlers[route.name] = handler
     return ActiveGeneration(
         generation,

@@ -137,6 +137,12 @@ class Reloader:
         if self.on_event is not None:
             await self.on_event(action, actor, detail)
 
+    async def reactivate(self) -> None:
+        """Rebuild the current generation's handlers (after a module toggle changed)."""
+        async with self._lock:
+            if self.current is not None:
+                self.current = await asyncio.to_thread(activate, self.current.generation, self.services)
+
     def start_watching(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
 

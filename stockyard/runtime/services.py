@@ -11,12 +11,19 @@ Circuit breakers are tuned by environment variables (read once, when the server 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from ..keys import KeyRing
+from ..modules import REGISTRY
 from ..store import Store
 from .breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, Breakers
 from .clients import HttpClients
 from .metrics import Metrics
+from .toggles import Toggles
+
+T = TypeVar("T")
 
 
 def _duration(text: str) -> float:
@@ -49,6 +56,16 @@ class Services:
     clients: HttpClients = field(default_factory=HttpClients)
     breakers: Breakers = field(default_factory=breakers_from_env)
     metrics: Metrics = field(default_factory=Metrics)
+    toggles: Toggles = field(default_factory=lambda: Toggles(REGISTRY))
+    keys: KeyRing = field(default_factory=KeyRing)
+    # Per-module state that must survive reloads (rate-limit buckets, reservations, …).
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def shared(self, name: str, factory: Callable[[], T]) -> T:
+        """The module's long-lived state object, created on first use."""
+        if name not in self.state:
+            self.state[name] = factory()
+        return self.state[name]  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         await self.clients.aclose()

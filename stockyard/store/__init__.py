@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,13 @@ class Store:
     async def add_spend(self, key: tuple[str, ...], values: tuple[int, ...]) -> None:
         await self.put("spend", (key, values))
 
+    async def call(self, work: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+        """Run ``work(connection)`` inside the writer, in order with queued rows, committed with
+        them. For the rare admin writes (keys, toggles) that must be durable before answering."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self.put("call", (work, future))
+        return await future
+
     async def add_event(
         self, type_: str, actor: str, resource: str, action: str, detail: dict[str, Any]
     ) -> None:
@@ -171,12 +178,19 @@ class Store:
                 total = spend.setdefault(key, [0] * len(SPEND_VALUES))
                 for i, v in enumerate(values):
                     total[i] += v
-        head = (self.chain.seq, self.chain.hash)
-        events = [self.chain.append(*item) for kind, item in batch if kind == "event"]
+        pending_events = [item for kind, item in batch if kind == "event"]
+        calls = [item for kind, item in batch if kind == "call"]
         conn = self._writer
         assert conn is not None
         for attempt in range(3):
+            results: list[Any] = []
             try:
+                # IMMEDIATE: no other process (a CLI, a second gateway) can append between
+                # reading the ledger head and linking these events to it.
+                await conn.execute("BEGIN IMMEDIATE")
+                events = await self._link(conn, pending_events) if pending_events else []
+                for work, _future in calls:
+                    results.append(await work(conn))
                 if traces:
                     await conn.executemany(_INSERT_TRACE, traces)
                 if spend:
@@ -185,14 +199,32 @@ class Store:
                     await conn.executemany(_INSERT_EVENT, events)
                 await conn.commit()
                 self.written += len(batch)
+                for (_work, future), result in zip(calls, results):
+                    if not future.done():
+                        future.set_result(result)
                 return
             except sqlite3.Error as error:
                 await conn.rollback()
                 log.error("store write failed (attempt %d): %s", attempt + 1, error)
                 await asyncio.sleep(0.2 * (attempt + 1))
+            except Exception as error:  # a call's own failure: report it to its caller only
+                await conn.rollback()
+                for _work, future in calls:
+                    if not future.done():
+                        future.set_exception(error)
+                calls = []
+        for _work, future in calls:
+            if not future.done():
+                future.set_exception(RuntimeError("the database write failed; see the log"))
         self.failed_batches += 1
-        self.chain.seq, self.chain.hash = head  # keep the chain linked to what is on disk
         log.error("dropped a batch of %d records after repeated write failures", len(batch))
+
+    async def _link(self, conn: aiosqlite.Connection, items: list[Any]) -> list[tuple[Any, ...]]:
+        """Chain events after the head as it is on disk now (inside the write transaction)."""
+        async with conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1") as cursor:
+            row = await cursor.fetchone()
+        self.chain = Chain(row[0], row[1]) if row else Chain()
+        return [self.chain.append(*item) for item in items]
 
     # --- readers (the admin API) ------------------------------------------------------------
 

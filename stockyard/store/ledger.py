@@ -116,3 +116,16 @@ class Verifier:
             "broken_at": self.broken_at,
             "reason": reason,
         }
+
+
+def append_sync(conn: Any, type_: str, actor: str, resource: str, action: str,
+                detail: dict[str, Any]) -> tuple[Any, ...]:
+    """Append one event from another process (the CLI), safely against a running gateway.
+
+    The caller must have begun an IMMEDIATE transaction and commits it.
+    """
+    row = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    chain = Chain(row[0], row[1]) if row else Chain()
+    event = chain.append(type_, actor, resource, action, detail)
+    conn.execute(f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", event)
+    return event

@@ -68,6 +68,60 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,          -- public identifier, e.g. key_3f9a…
+            hash TEXT NOT NULL UNIQUE,    -- SHA-256 of the key; the key itself is never stored
+            prefix TEXT NOT NULL,         -- first characters, to recognise a key in lists
+            project TEXT NOT NULL,
+            name TEXT NOT NULL,
+            routes TEXT NOT NULL,         -- JSON list; empty: every route
+            models TEXT NOT NULL,         -- JSON list of globs; empty: every model
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL,
+            created_by TEXT NOT NULL
+        );
+
+        CREATE TABLE module_overrides (
+            module TEXT NOT NULL,
+            route TEXT NOT NULL,          -- '' applies to every route
+            enabled INTEGER,              -- NULL: keep the compiled default
+            params TEXT,                  -- JSON object of parameter overrides, or NULL
+            updated_at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            PRIMARY KEY (module, route)
+        );
+
+        CREATE TABLE cache (
+            key TEXT PRIMARY KEY,         -- SHA-256 of the canonical request, scoped by project
+            project TEXT NOT NULL,
+            route TEXT NOT NULL,
+            model TEXT NOT NULL,
+            stream INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            content_type TEXT NOT NULL,
+            body BLOB NOT NULL,           -- the answer as sent: JSON, or the SSE bytes of a stream
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost_pico INTEGER,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            last_hit REAL NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX cache_last_hit ON cache(last_hit);
+
+        -- Change counters other processes poll to pick up keys and toggles within a second.
+        CREATE TABLE versions (
+            name TEXT PRIMARY KEY,
+            version INTEGER NOT NULL
+        );
+        INSERT INTO versions VALUES ('api_keys', 0), ('module_overrides', 0);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
