@@ -85,6 +85,13 @@ class OpenAIAdapter:
             headers["authorization"] = f"Bearer {request.api_key}"
         if request.stream:
             headers["accept"] = "text/event-stream"
+        ctx = request.ctx
+        if ctx.upstream_headers:  # set by the `headers` module
+            for name, value in ctx.upstream_headers.items():
+                if value is None:
+                    headers = {k: v for k, v in headers.items() if k.lower() != name}
+                else:
+                    headers[name] = value
         return headers
 
     def payload(self, request: UpstreamRequest) -> bytes:

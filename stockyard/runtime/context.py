@@ -109,6 +109,8 @@ class RequestContext:
     response_body: bytes | None = None  # kept only when a recorder asks for bodies
     keep_bodies: bool = False
     authorization_consumed: bool = False  # the Authorization header held a gateway key
+    # Headers for the upstream request, lower-case names; None removes a header.
+    upstream_headers: dict[str, str | None] = field(default_factory=dict)
 
     def set_body(self, body: dict[str, Any]) -> None:
         self.body = body
