@@ -122,6 +122,25 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         INSERT INTO versions VALUES ('api_keys', 0), ('module_overrides', 0);
         """,
     ),
+    (
+        3,
+        """
+        -- The cache's counters: they outlive the entries (DELETE /api/cache, eviction, expiry)
+        -- and restarts. Each process adds its own deltas, so processes sharing the file add up.
+        CREATE TABLE cache_stats (
+            project TEXT NOT NULL,
+            route TEXT NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 0,
+            misses INTEGER NOT NULL DEFAULT 0,
+            stored INTEGER NOT NULL DEFAULT 0,        -- answers written to the cache
+            saved_pico INTEGER NOT NULL DEFAULT 0,    -- cost of the original requests, per hit
+            saved_unknown INTEGER NOT NULL DEFAULT 0, -- hits whose original cost is unknown
+            PRIMARY KEY (project, route)
+        );
+        CREATE INDEX cache_route_last_hit ON cache(route, last_hit);
+        CREATE INDEX cache_expires ON cache(expires_at);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
