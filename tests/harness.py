@@ -50,6 +50,7 @@ class Behaviour:
     words: int | None = None  # stream length (chunks of content)
     first_chunk_delay: float = 0.0  # stream: after the headers, before the first event
     echo_auth: bool = False  # error bodies repeat the Authorization header they received
+    echo: bool = False  # the answer repeats the last message's content
 
 
 @dataclass
@@ -162,6 +163,8 @@ class Upstream:
             return web.json_response(payload, status=behaviour.status, headers=behaviour.headers)
         model = body.get("model", "unknown")
         reply = behaviour.reply or f"{self.name} answers {model}"
+        if behaviour.echo and body.get("messages"):
+            reply = str(body["messages"][-1].get("content"))
         if request.path.endswith("/embeddings"):
             return web.json_response(
                 {

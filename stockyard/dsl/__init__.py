@@ -70,16 +70,24 @@ def read_sources(files: Iterable[Path]) -> tuple[dict[str, str], list[Diagnostic
         try:
             sources[name] = data.decode("utf-8").lstrip("\ufeff")
         except UnicodeDecodeError as error:
-            line = data[: error.start].count(b"\n") + 1
-            column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+            # Check the file anyway, with each undecodable byte shown as U+FFFD, so that its
+            # other problems are reported in the same run; point at the first bad byte.
+            sources[name] = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+            before = data[: error.start].decode("utf-8").lstrip("\ufeff")
+            line = before.count("\n") + 1
+            column = len(before) - (before.rfind("\n") + 1) + 1
+            bad = data[error.start : error.end]
+            count = sources[name].count("\ufffd")
+            more = f" ({count} places in this file)" if count > 1 else ""
             problems.append(
                 Diagnostic(
                     "SY005",
                     Severity.ERROR,
                     "file is not valid UTF-8 text",
                     Span(name, line, column, line, column + 1),
-                    "",
-                    help="save the file as UTF-8",
+                    f"byte {' '.join(f'0x{b:02x}' for b in bad)} is not UTF-8",
+                    notes=(f"undecodable bytes are shown as `\ufffd`{more}",),
+                    help="save the file as UTF-8 (it may have been saved as Latin-1 or Windows-1252)",
                 )
             )
     return sources, problems
@@ -98,7 +106,11 @@ def check(
     if not options.known_prices:
         options = CheckOptions(options.check_env, options.environ, known_models())
     program, diagnostics = check_sources(sources.items(), REGISTRY, KINDS, options)
-    diagnostics = sorted([*extra_diagnostics, *diagnostics], key=Diagnostic.sort_key)
+    extra = list(extra_diagnostics)
+    if any(d.code == "SY005" for d in extra):
+        # An undecodable byte outside a string is also an unexpected character: say it once.
+        diagnostics = [d for d in diagnostics if not (d.code == "SY004" and "\ufffd" in d.message)]
+    diagnostics = sorted([*extra, *diagnostics], key=Diagnostic.sort_key)
     generation = None
     if not any(d.is_error for d in diagnostics):
         generation = compile_program(program)

@@ -102,10 +102,21 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokenBlock:
+    """A block that did not parse: what its header says, so that references to it are not
+    reported again as unknown (the syntax error is the one diagnostic)."""
+
+    kind: str
+    name: str | None
+    header: Span
+
+
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     path: str
     text: str
     blocks: tuple[Block, ...]
+    broken: tuple[BrokenBlock, ...] = ()
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "0": "\0"}

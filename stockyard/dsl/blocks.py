@@ -7,6 +7,7 @@ from typing import Any
 from . import ast
 from .schema import AttributeSpec, BlockSpec, frozen_map
 from .types import (
+    TYPE_MISMATCH,
     Choice,
     Condition,
     Duration,
@@ -19,6 +20,7 @@ from .types import (
     Text,
     Url,
     UrlPath,
+    ValueProblem,
     ValueType,
     Word,
 )
@@ -41,7 +43,22 @@ class Expression(ValueType):
         raise self.json_mismatch(value)
 
 
-CHAIN = Expression("a provider chain", "openai -> claude", ast.Chain, ast.Tier, ast.Ident, ast.Call)
+class ChainExpression(Expression):
+    def from_ast(self, value: ast.Value) -> ast.Value:
+        if isinstance(value, ast.Literal) and value.kind == "string":
+            raise ValueProblem(
+                TYPE_MISMATCH,
+                f"provider names are bare words: found the string {value.raw}",
+                value.span,
+                "remove the quotes",
+                f"write `chain {value.text}`",
+            )
+        return super().from_ast(value)
+
+
+CHAIN = ChainExpression(
+    "a provider chain", "openai -> claude", ast.Chain, ast.Tier, ast.Ident, ast.Call
+)
 MODULE_LIST = Expression("a list of modules", "[trace, audit, cache(ttl: 10m)]", ast.ListValue)
 
 _FAILOVER = AttributeSpec(
@@ -51,6 +68,7 @@ _FAILOVER = AttributeSpec(
     positional=(Choice("off", what="failover setting"),),
     optional_positional=True,
     clauses=frozen_map({"on": ListOf(Condition(), min_items=1)}),
+    exclusive=True,
 )
 _RETRY = AttributeSpec(
     "retry",

@@ -8,8 +8,9 @@ what was read (a :class:`Program`) so the compiler does not read anything twice.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import ast
 from .blocks import BLOCKS, DEFAULTS, PRICE, PROVIDER, ROUTE
@@ -19,7 +20,7 @@ from .parser import parse
 from .resolve import Hop, ModuleUse, resolve_chain, resolve_modules
 from .schema import ModuleSpec, ProviderKind
 from .span import Span
-from .suggest import did_you_mean
+from .suggest import closest, did_you_mean
 from .types import EnvRef
 
 
@@ -47,6 +48,17 @@ class Program:
     prices: dict[str, BlockValues] = field(default_factory=dict)
     defaults: BlockValues | None = None
     default_modules: tuple[ModuleUse, ...] | None = None
+    # Blocks that could not be read (a syntax error, an unknown or misspelt block kind, a bad
+    # label): kind -> the names they declare. Their problem is reported once; references to
+    # them are not reported again as unknown, and checks that need them are skipped.
+    unreadable: dict[str, set[str | None]] = field(default_factory=dict)
+
+    def could_not_read(self, kind: str, name: str | None = None) -> bool:
+        names = self.unreadable.get(kind)
+        return names is not None and (name in names)
+
+    def note_unreadable(self, kind: str, name: str | None) -> None:
+        self.unreadable.setdefault(kind, set()).add(name)
 
 
 @dataclass(frozen=True)
@@ -72,19 +84,32 @@ def check_sources(
         files.append(source)
         diagnostics += problems
     program = Program(tuple(files))
+    for source in files:
+        for broken in source.broken:
+            program.note_unreadable(broken.kind, broken.name)
     _read_blocks(program, kinds, diagnostics)
+    # Whether the modules routes inherit are known: not when the defaults block is unreadable
+    # or its `modules` has an error (reported there; routes are not checked against a guess).
+    defaults_ok = "defaults" not in program.unreadable
     if program.defaults is not None:
         modules_attr = program.defaults.get("modules")
         if modules_attr is not None:
             program.default_modules = resolve_modules(modules_attr.first, registry, diagnostics)
+        if _has_attribute(program.defaults.block, "modules") and program.default_modules is None:
+            defaults_ok = False
     provider_spans = {name: p.values.block.label.span for name, p in program.providers.items()}  # type: ignore[union-attr]
+    unreadable_providers = {n for n in program.unreadable.get("provider", ()) if n}
     for route in program.routes:
         chain_attr = route.values.get("chain")
         if chain_attr is not None:
-            route.chain = resolve_chain(chain_attr.first, provider_spans, diagnostics)
+            route.chain = resolve_chain(
+                chain_attr.first, provider_spans, diagnostics, unreadable_providers, kinds
+            )
         modules_attr = route.values.get("modules")
         if modules_attr is not None:
             route.modules = resolve_modules(modules_attr.first, registry, diagnostics)
+        elif _has_attribute(route.values.block, "modules") or not defaults_ok:
+            route.modules = None  # written but invalid: already reported
         else:
             route.modules = program.default_modules or ()
             route.modules_from_defaults = program.default_modules is not None
@@ -95,6 +120,10 @@ def check_sources(
     return program, diagnostics
 
 
+def _has_attribute(block: ast.Block, name: str) -> bool:
+    return any(a.name.name == name for a in block.attributes)
+
+
 def _read_blocks(
     program: Program, kinds: Mapping[str, ProviderKind], diagnostics: list[Diagnostic]
 ) -> None:
@@ -103,6 +132,7 @@ def _read_blocks(
         for block in source.blocks:
             spec = BLOCKS.get(block.kind.name)
             if spec is None:
+                guess = closest(block.kind.name, BLOCKS)
                 diagnostics.append(
                     Diagnostic(
                         "SY101",
@@ -111,13 +141,16 @@ def _read_blocks(
                         block.kind.span,
                         "not a kind of block",
                         notes=("blocks: " + ", ".join(f"`{b}`" for b in BLOCKS),),
-                        help=did_you_mean(block.kind.name, BLOCKS),
+                        help=f"did you mean `{guess}`?" if guess else None,
                     )
                 )
+                # Likely meant `guess`: do not report its name as undeclared elsewhere.
+                program.note_unreadable(guess or block.kind.name, block.name)
                 continue
             if not _label_ok(block, spec.label, diagnostics):
+                program.note_unreadable(spec.kind, None)
                 continue
-            key = (spec.kind, block.name or "")
+            key = (spec.kind, (block.name if spec.label else None) or "")
             if key in declared:
                 what = f"{spec.kind} `{block.name}`" if block.name else f"`{spec.kind}` block"
                 diagnostics.append(
@@ -140,9 +173,13 @@ def _read_blocks(
                 if kind is not None:
                     extra, owner = dict(kind.attributes), f"of kind `{kind.name}`"
                 else:  # unknown kind: accept every kind's attributes rather than cascade
-                    extra = {n: a for k in kinds.values() for n, a in k.attributes.items()}
+                    extra = {
+                        n: replace(a, required=False)
+                        for k in kinds.values()
+                        for n, a in k.attributes.items()
+                    }
             values = read_block(block, spec, extra, owner, diagnostics)
-            name = block.name or ""
+            name = (block.name if spec.label else None) or ""
             if spec is PROVIDER:
                 program.providers[name] = ProviderDecl(name, values, kind)
             elif spec is ROUTE:
@@ -154,31 +191,46 @@ def _read_blocks(
 
 
 def _label_ok(block: ast.Block, label: str | None, diagnostics: list[Diagnostic]) -> bool:
-    spec = BLOCKS[block.kind.name]
-    problem = None
+    """Report a missing or malformed label. True when the block can still be read: the intent
+    is clear (`provider "openai"`, `price gpt-4o`, `defaults main`), so its contents are checked
+    and its name is declared rather than cascading into "unknown provider" errors."""
+    kind = block.kind.name
+    spec = BLOCKS[kind]
+    readable = True
+    span = block.header
     if label is None and block.label is not None:
-        problem = f"`{block.kind.name}` blocks take no name"
-    elif label == "name" and not isinstance(block.label, ast.Ident):
-        problem = (
-            f"`{block.kind.name}` needs a name"
-            if block.label is None
-            else (f"{block.kind.name} names are bare words, not strings")
-        )
-    elif label == "string" and not (isinstance(block.label, ast.Literal)):
-        problem = f"`{block.kind.name}` needs a model id in quotes"
-    if problem is None:
+        problem, mark = f"`{kind}` blocks take no name", "remove this name"
+        help_text = f"write `{kind} {{ … }}`"
+        span = block.label.span
+    elif label == "name" and block.label is None:
+        problem, mark = f"`{kind}` needs a name", "no name"
+        help_text = f"write {spec.label_words}"
+        readable = False
+    elif label == "name" and isinstance(block.label, ast.Literal):
+        problem, mark = f"{kind} names are bare words, not strings", "a string"
+        span = block.label.span
+        name = block.label.text
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z0-9_]+)*", name):
+            help_text = f"remove the quotes: write `{kind} {name} {{ … }}`"
+        else:
+            help_text = f"write {spec.label_words}"
+            readable = False
+    elif label == "string" and isinstance(block.label, ast.Literal) and not block.label.text:
+        problem, mark = f"`{kind}` needs a model id: the string is empty", "empty"
+        help_text = f"write {spec.label_words}"
+        readable = False
+    elif label == "string" and block.label is None:
+        problem, mark = f"`{kind}` needs a model id in quotes", "no model id"
+        help_text = f"write {spec.label_words}"
+        readable = False
+    elif label == "string" and isinstance(block.label, ast.Ident):
+        problem, mark = f"`{kind}` needs a model id in quotes", "not in quotes"
+        help_text = f'add quotes: write `{kind} "{block.label.name}" {{ … }}`'
+        span = block.label.span
+    else:
         return True
-    diagnostics.append(
-        Diagnostic(
-            "SY102",
-            Severity.ERROR,
-            problem,
-            block.header,
-            "here",
-            help=f"write {spec.label_words}",
-        )
-    )
-    return False
+    diagnostics.append(Diagnostic("SY102", Severity.ERROR, problem, span, mark, help=help_text))
+    return readable
 
 
 def _provider_kind(
@@ -212,15 +264,52 @@ def _provider_kind(
     return None
 
 
+def _chain_names(program: Program) -> set[str]:
+    """Every name a route's `chain` mentions, read from the syntax: a chain with an error in it
+    still uses the providers it names."""
+    names: set[str] = set()
+
+    def visit(value: ast.Value) -> None:
+        if isinstance(value, ast.Ident):
+            names.add(value.name)
+        elif isinstance(value, ast.Call):
+            names.add(value.name.name)
+        elif isinstance(value, ast.Literal) and value.kind == "string":
+            names.add(value.text)  # `chain "openai"`: an error, but it means `openai`
+        elif isinstance(value, ast.Chain):
+            for step in value.steps:
+                visit(step)
+        elif isinstance(value, ast.Tier):
+            for member in value.members:
+                visit(member)
+
+    for route in program.routes:
+        for attr in route.values.block.attributes:
+            if attr.name.name == "chain":
+                for value in attr.values:
+                    visit(value)
+    # `chain opnai` is reported with "did you mean `openai`?"; `openai` is not unused.
+    for name in list(names):
+        if name not in program.providers:
+            guess = closest(name, program.providers)
+            if guess is not None:
+                names.add(guess)
+    return names
+
+
 def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
-    used = {hop.provider for r in program.routes if r.chain for tier in r.chain for hop in tier}
+    used = _chain_names(program)
+    # A route that could not be read may use any provider: do not call one unused.
+    routes_unreadable = "route" in program.unreadable
     for name, provider in program.providers.items():
         values = provider.values
         header = values.block.header
         if (
             provider.kind is not None
+            and provider.kind.needs_base_url
             and provider.kind.base_url is None
             and values.get("base_url") is None
+            and not _has_attribute(values.block, "base_url")
         ):
             diagnostics.append(
                 Diagnostic(
@@ -229,6 +318,7 @@ def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
                     f"provider `{name}` of kind `{provider.kind.name}` needs a `base_url`",
                     header,
                     "no address",
+                    notes=(f"kind `{provider.kind.name}` has no default address",),
                     help='add `base_url "https://…"`',
                 )
             )
@@ -244,7 +334,7 @@ def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
                     help=f'read it from the environment: api_key env("{_key_env(provider)}")',
                 )
             )
-        if program.routes and name not in used:
+        if program.routes and name not in used and not routes_unreadable:
             diagnostics.append(
                 Diagnostic(
                     "SY311",
@@ -255,15 +345,21 @@ def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
                     help="add it to a route's `chain`, or remove it",
                 )
             )
-    if not program.routes and not any(d.is_error for d in diagnostics):
-        first = program.files[0] if program.files else None
+    if not program.routes and not program.unreadable and not any(d.is_error for d in diagnostics):
+        first = next((b for f in program.files for b in f.blocks), None)
+        if first is not None:
+            span: Span | None = first.header
+        elif program.files:
+            span = Span(program.files[0].path, 1, 1, 1, 1)
+        else:
+            span = None
         diagnostics.append(
             Diagnostic(
                 "SY312",
                 Severity.WARNING,
                 "no routes declared: every request would get 404",
-                Span(first.path, 1, 1, 1, 2) if first else None,
-                "",
+                span,
+                "no `route` block in any file checked" if first is not None else "nothing declared",
                 help="add a `route NAME { path … chain … }` block",
             )
         )
@@ -279,22 +375,23 @@ def _check_env(program: Program, options: CheckOptions, diagnostics: list[Diagno
     if not options.check_env:
         return
     environ = os.environ if options.environ is None else options.environ
-    reported: set[str] = set()
+    unset: dict[str, list[EnvRef]] = {}
     for ref in _env_refs(program):
-        if ref.name in environ:
-            continue
-        first = ref.name not in reported
-        reported.add(ref.name)
+        if ref.name not in environ:
+            unset.setdefault(ref.name, []).append(ref)
+    for name, refs in unset.items():
+        first, *others = refs
         diagnostics.append(
             Diagnostic(
                 "SY304",
                 Severity.WARNING,
-                f"environment variable `{ref.name}` is not set",
-                ref.span,
-                "unset here" if first else "unset",
+                f"environment variable `{name}` is not set",
+                first.span,
+                "read here",
                 notes=("the gateway reads it when the pipeline is loaded",),
-                help=f"export {ref.name}=… before starting, or run `stockyard check --no-env` "
+                help=f"export {name}=… before starting, or run `stockyard check --no-env` "
                 "where production secrets are absent",
+                related=tuple(Label(r.span, "and here") for r in others if r.span is not None),
             )
         )
 

@@ -10,7 +10,7 @@ from . import ast
 from .diagnostics import Diagnostic, Label, Severity
 from .schema import AttributeSpec, BlockSpec
 from .span import Span
-from .suggest import did_you_mean
+from .suggest import closest, did_you_mean
 from .types import ValueProblem
 
 
@@ -44,17 +44,25 @@ class BlockValues:
         return values[0] if values else None
 
 
-def problem_to_diagnostic(
-    problem: ValueProblem, fallback: Span, severity: Severity = Severity.ERROR
-) -> Diagnostic:
-    return Diagnostic(
-        problem.code,
-        severity,
-        problem.message,
-        problem.span or fallback,
-        problem.label,
-        help=problem.help,
-    )
+def problem_diagnostics(
+    problem: ValueProblem,
+    fallback: Span,
+    example: str | None = None,
+    severity: Severity = Severity.ERROR,
+) -> list[Diagnostic]:
+    """One diagnostic per problem (a list can hold several bad items). ``example`` is how the
+    whole attribute or call is written, shown when the problem has no more specific help."""
+    result = []
+    for p in problem.all():
+        help_text = p.help
+        if help_text is None and (example or p.example):
+            help_text = f"for example `{example or p.example}`"
+        result.append(
+            Diagnostic(
+                p.code, severity, p.message, p.span or fallback, p.label or "here", help=help_text
+            )
+        )
+    return result
 
 
 def split_shared_lines(block: ast.Block, spec: BlockSpec) -> tuple[ast.Attribute, ...]:
@@ -91,11 +99,15 @@ def read_block(
     """Validate every attribute of ``block``; report all problems, keep what is valid."""
     result = BlockValues(block)
     allowed = {**spec.attributes, **extra}
+    meant: set[str] = set()  # attributes that a misspelt one probably is
     for node in split_shared_lines(block, spec):
         name = node.name.name
         attr_spec = allowed.get(name)
         if attr_spec is None:
             diagnostics.append(_unknown_attribute(node, spec, allowed, extra_owner))
+            guess = closest(name, allowed)
+            if guess is not None:
+                meant.add(guess)
             continue
         previous = result.attributes.get(name)
         if previous and not attr_spec.repeatable:
@@ -118,6 +130,8 @@ def read_block(
         if attr_spec.required and attr_spec.name not in result.attributes:
             if any(n.name.name == attr_spec.name for n in block.attributes):
                 continue  # present but invalid: already reported
+            if attr_spec.name in meant:
+                continue  # misspelt: "did you mean" already says so
             diagnostics.append(
                 Diagnostic(
                     "SY104",
@@ -161,6 +175,19 @@ def read_attribute(
     clause_spans: dict[str, Span] = {}
     ok = True
     values = node.values
+    if not values:
+        diagnostics.append(
+            Diagnostic(
+                "SY107",
+                Severity.ERROR,
+                f"`{spec.name}` needs a value",
+                node.span,
+                "nothing after this",
+                notes=(f"`{spec.name}`: {spec.doc}",),
+                help=f"for example `{spec.example}`",
+            )
+        )
+        return None
     index = 0
     while index < len(values):
         value = values[index]
@@ -173,6 +200,7 @@ def read_attribute(
                         f"`{value.name}` is given twice in `{spec.name}`",
                         value.span,
                         "given again here",
+                        help=f"keep one `{value.name}`",
                         related=(Label(clause_spans[value.name], "first given here"),),
                     )
                 )
@@ -196,7 +224,7 @@ def read_attribute(
                     clauses[value.name] = spec.clauses[value.name].from_ast(target)
                     clause_spans[value.name] = value.span.to(target.span)
                 except ValueProblem as problem:
-                    diagnostics.append(problem_to_diagnostic(problem, target.span))
+                    diagnostics += problem_diagnostics(problem, target.span, spec.example)
                     ok = False
             index += 2
             continue
@@ -216,7 +244,7 @@ def read_attribute(
             ):
                 diagnostics.append(_unknown_clause(spec, value))
             else:
-                diagnostics.append(problem_to_diagnostic(problem, value.span))
+                diagnostics += problem_diagnostics(problem, value.span, spec.example)
             ok = False
             positional.append(None)
             positional_spans.append(value.span)
@@ -238,6 +266,20 @@ def read_attribute(
                 node.span,
                 "value missing",
                 help=f"for example `{spec.example}`",
+            )
+        )
+        return None
+    if spec.exclusive and positional and clauses:
+        first = _source_text(values[0])
+        written = ", ".join(f"`{c}`" for c in clauses)
+        diagnostics.append(
+            Diagnostic(
+                "SY109",
+                Severity.ERROR,
+                f"`{spec.name} {first}` cannot be combined with {written}",
+                node.span,
+                "contradictory",
+                help=f"write either `{spec.name} {first}` or `{spec.example}`",
             )
         )
         return None
@@ -278,8 +320,16 @@ def _extra_value(node: ast.Attribute, spec: AttributeSpec, value: ast.Value) -> 
     return Diagnostic(
         "SY107",
         Severity.ERROR,
-        f"too many values for `{spec.name}`: unexpected {ast.describe(value)}",
+        f"too many values for `{spec.name}`",
         value.span,
-        "unexpected value",
+        f"{ast.describe(value)} is not expected here",
         help=help_text,
     )
+
+
+def _source_text(value: ast.Value) -> str:
+    if isinstance(value, ast.Literal):
+        return value.raw
+    if isinstance(value, ast.Ident):
+        return value.name
+    return "…"

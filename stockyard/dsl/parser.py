@@ -29,7 +29,9 @@ _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
 _CLOSERS = frozenset(_OPENERS.values())
 
 _BLOCK_HEADER = re.compile(
-    r'^[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*(?:[ \t]+(?:[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"))?[ \t]*\{',
+    r'^[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*(?:[ \t]+(?:[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"))?[ \t]*\{'
+    # and a malformed header that still opens a block at the end of its line: `route 5 {`
+    r'|^[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*[ \t]+[^\n{}#"]*\{[ \t]*(?:#[^\n]*)?$',
     re.MULTILINE,
 )
 
@@ -48,39 +50,50 @@ def grammar_path() -> Path:
 class _LineContinuation:
     """Post-lexer: drop line breaks inside brackets and after a token that continues the value.
 
-    It also remembers the open ``{`` tokens so that an unexpected end of input can name the
-    block that was never closed.
+    It also remembers the open ``{``, ``(`` and ``[`` tokens and the tokens just passed, so that
+    a syntax error can name the block or bracket that was never closed, or the ``->`` that has
+    nothing after it.
     """
 
     always_accept = ("_NL",)
 
     def __init__(self) -> None:
         self.open_braces: list[tuple[Token, list[Token]]] = []
+        self.open_brackets: list[Token] = []
+        self.recent: list[Token] = []  # the last two tokens passed on (line breaks excluded)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         self.open_braces = []
-        depth: list[str] = []
+        self.open_brackets = []
+        self.recent = []
         previous: Token | None = None
         line_tokens: list[Token] = []
         for token in stream:
             kind = token.type
             if kind == "_NL":
-                if depth or (previous is not None and previous.type in _CONTINUES_LINE):
+                if self.open_brackets or (
+                    previous is not None and previous.type in _CONTINUES_LINE
+                ):
                     continue
                 line_tokens = []
             elif kind in _OPENERS:
-                depth.append(_OPENERS[kind])
-            elif kind in _CLOSERS and depth and depth[-1] == kind:
-                depth.pop()
+                self.open_brackets.append(token)
+            elif (
+                kind in _CLOSERS
+                and self.open_brackets
+                and _OPENERS[self.open_brackets[-1].type] == kind
+            ):
+                self.open_brackets.pop()
             elif kind == "LBRACE":
                 self.open_braces.append((token, list(line_tokens)))
-                depth.clear()
+                self.open_brackets.clear()
             elif kind == "RBRACE":
                 if self.open_braces:
                     self.open_braces.pop()
-                depth.clear()
+                self.open_brackets.clear()
             if kind != "_NL":
                 line_tokens.append(token)
+                self.recent = [*self.recent[-1:], token]
             previous = token
             yield token
 
@@ -123,20 +136,122 @@ def _parse_by_block(
         starts.insert(0, 0)
     bounds = list(zip(starts, starts[1:] + [len(text)]))
     blocks: list[ast.Block] = []
+    broken: list[ast.BrokenBlock] = []
     diagnostics: list[Diagnostic] = []
+    # The previous segment, when it ended inside an unclosed block: (segment, line offset,
+    # its diagnostic, its broken header). A stray `}` after the next block closes it: nesting.
+    unclosed: tuple[str, int, Diagnostic, ast.BrokenBlock | None] | None = None
     for index, (begin, end) in enumerate(bounds):
         segment = text[begin:end]
         line_offset = text.count("\n", 0, begin)
-        try:
-            tree = parser.parse(segment)
-        except UnexpectedInput as error:
-            next_header = _header_text(text, end) if index + 1 < len(bounds) else None
+        next_header = _header_text(text, end) if index + 1 < len(bounds) else None
+        strays: list[Diagnostic] = []
+        failure: UnexpectedInput | None = None
+        tree = None
+        while tree is None and failure is None:
+            try:
+                tree = parser.parse(segment)
+            except UnexpectedInput as error:
+                if _stray_brace(error) and len(strays) < 10:
+                    # Report the `}` and parse on without it, so the block before it is kept.
+                    strays.append(
+                        _syntax_diagnostic(
+                            error, segment, path, line_offset, postlex, next_header, text
+                        )
+                    )
+                    pos = error.token.start_pos  # type: ignore[attr-defined]
+                    segment = segment[:pos] + " " + segment[pos + 1 :]
+                else:
+                    failure = error
+        if strays and unclosed is not None:
+            outer_segment, outer_offset, outer_diagnostic, outer_header = unclosed
+            diagnostics.remove(outer_diagnostic)
             diagnostics.append(
-                _syntax_diagnostic(error, segment, path, line_offset, postlex, next_header, text)
+                _nested_block(outer_diagnostic, outer_header, segment, path, line_offset, strays[0])
             )
+            strays = strays[1:]
+            try:  # the stray `}` closes the outer block: read it as if closed in place
+                outer_tree = parser.parse(outer_segment + "\n}")
+                blocks.extend(_ToAst(path, outer_offset).transform(outer_tree))
+                if outer_header is not None:
+                    broken.remove(outer_header)
+            except UnexpectedInput:
+                pass
+        diagnostics += strays
+        unclosed = None
+        if failure is not None:
+            diagnostic = _syntax_diagnostic(
+                failure, segment, path, line_offset, postlex, next_header, text
+            )
+            diagnostics.append(diagnostic)
+            header = _broken_header(segment, path, line_offset)
+            if header is not None:
+                broken.append(header)
+            if diagnostic.message.startswith("unclosed block"):
+                unclosed = (segment, line_offset, diagnostic, header)
             continue
         blocks.extend(_ToAst(path, line_offset).transform(tree))
-    return ast.SourceFile(path, text, tuple(blocks)), diagnostics
+    return ast.SourceFile(path, text, tuple(blocks), tuple(broken)), diagnostics
+
+
+def _stray_brace(error: UnexpectedInput) -> bool:
+    """A `}` where a new block or the end of the file should come: it closes nothing."""
+    return (
+        isinstance(error, UnexpectedToken)
+        and error.token.type == "RBRACE"
+        and "$END" in error.expected
+    )
+
+
+def _nested_block(
+    outer: Diagnostic,
+    outer_header: ast.BrokenBlock | None,
+    segment: str,
+    path: str,
+    line_offset: int,
+    stray: Diagnostic,
+) -> Diagnostic:
+    """`provider a { … route b { … } }`: one diagnostic, not "unclosed" plus "stray `}`"."""
+    inner = _broken_header(segment, path, line_offset)
+    inner_name = " ".join(x for x in (inner.kind, inner.name) if x) if inner else "block"
+    outer_name = (
+        " ".join(x for x in (outer_header.kind, outer_header.name) if x) if outer_header else ""
+    )
+    assert outer.span is not None and stray.span is not None
+    inner_span = inner.header if inner else stray.span
+    return Diagnostic(
+        "SY001",
+        Severity.ERROR,
+        f"block `{inner_name}` is inside block `{outer_name}`",
+        inner_span,
+        "blocks cannot be nested",
+        notes=(f"the `}}` on line {stray.span.line} closes `{outer_name}`",),
+        help=f"close `{outer_name}` before line {inner_span.line}, and remove the `}}` on "
+        f"line {stray.span.line}",
+        related=(Label(outer.span, f"`{outer_name}` opens here"),),
+    )
+
+
+_HEADER_PARTS = re.compile(
+    r'[ \t]*([A-Za-z_][A-Za-z0-9_.\-]*)(?:[ \t]+([A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"))?[ \t]*\{'
+)
+
+
+def _broken_header(segment: str, path: str, line_offset: int) -> ast.BrokenBlock | None:
+    """What a block that failed to parse declares, read from its header line."""
+    m = _HEADER_PARTS.match(segment)
+    if m is None:
+        return None
+    kind, label = m.group(1), m.group(2)
+    name = None
+    if label is not None:
+        name = ast.Literal("string", label, _NO_SPAN).text if label.startswith('"') else label
+    line = line_offset + 1
+    end = m.end(2) if label is not None else m.end(1)
+    return ast.BrokenBlock(kind, name, Span(path, line, m.start(1) + 1, line, end + 1))
+
+
+_NO_SPAN = Span("", 1, 1, 1, 1)
 
 
 def _header_text(text: str, offset: int) -> tuple[str, int]:
@@ -322,41 +437,95 @@ def _syntax_diagnostic(
         return _unexpected_end(error, segment, path, line_offset, postlex, next_header)
     assert isinstance(error, UnexpectedToken)
     token = error.token
+    expected = set(error.expected)
+    dangling = _dangling(token, postlex, at)
+    if dangling is not None:
+        return dangling
     width = (
         max(1, (token.end_column or token.column + 1) - token.column) if token.type != "_NL" else 1
     )
     span = at(token.line, token.column, width)
-    expected = _expected_words(set(error.expected))
-    message = f"unexpected {_describe_token(token)}, expected {expected}"
+    message = f"unexpected {_describe_token(token)}, expected {_expected_words(expected)}"
+    line_text = _line(segment, token.line)
     help_text: str | None = None
-    notes: tuple[str, ...] = ()
     if token.type == "COLON":
-        help_text = "attributes are written `name value` without a colon, e.g. `timeout 30s`"
+        help_text = "attributes are written `name value` without a colon" + _rewrite(
+            line_text, token.column, " ", "timeout 30s"
+        )
     elif token.type == "LBRACE":
         help_text = "blocks cannot be nested; is a `}` missing above?"
-    elif token.type == "RBRACE" and "RPAR" in error.expected:
-        help_text = "close the `(` first"
-    elif token.type == "RBRACE" and "RSQB" in error.expected:
-        help_text = "close the `[` first"
-    elif token.type == "_NL" and "RSQB" in error.expected:
+    elif token.type in _CLOSERS | {"RBRACE"} and expected & _CLOSERS - {token.type}:
+        opener = next((o for o, c in _OPENERS.items() if c in expected and c != token.type), "LPAR")
+        help_text = (
+            f"close the {_TERMINAL_WORDS[opener]} first: "
+            f"add {_TERMINAL_WORDS[_OPENERS[opener]]} before this {_TERMINAL_WORDS[token.type]}"
+        )
+    elif token.type == "RBRACE" and ("$END" in expected or "NAME" in expected):
+        help_text = "this `}` closes no block: remove it, or add the `{` it was meant to close"
+    elif token.type == "_NL" and "RSQB" in expected:
         help_text = "add a `,` between list items"
-    elif token.type in ("NAME", "STRING") and "LBRACE" in error.expected:
+    elif token.type in _VALUE_TERMINALS | {"NAME"} and "COMMA" in expected and "RSQB" in expected:
+        help_text = "add a `,` between list items, e.g. `[trace, audit]`"
+    elif token.type in _VALUE_TERMINALS | {"NAME"} and "COMMA" in expected and "RPAR" in expected:
+        help_text = "separate arguments with `,`, e.g. `cache(ttl: 10m, max_entries: 5000)`"
+    elif token.type in ("NAME", "STRING") and "LBRACE" in expected:
         help_text = "a block is written `kind name { … }`, e.g. `route chat { … }`"
-    elif token.type == "NAME" and "RPAR" in error.expected:
+    elif token.type in _VALUE_TERMINALS and "LBRACE" in expected:
+        help_text = "a block's name is a word that starts with a letter, e.g. `route chat { … }`"
+    elif token.type == "NAME" and "RPAR" in expected:
         help_text = "separate arguments with `,` and write named ones as `name: value`"
-    elif (
-        token.type == "NAME"
-        and {"LBRACE"} & set(error.expected) == set()
-        and "_NL" in error.expected
-    ):
+    elif token.type == "NAME" and "LBRACE" not in expected and "_NL" in expected:
         help_text = "one attribute per line, or separate them with `;`"
-    return Diagnostic("SY001", Severity.ERROR, message, span, "unexpected here", notes, help_text)
+    return Diagnostic("SY001", Severity.ERROR, message, span, "unexpected here", (), help_text)
+
+
+def _line(segment: str, line: int) -> str:
+    lines = segment.split("\n")
+    return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+
+
+def _rewrite(line_text: str, column: int, replacement: str, fallback: str) -> str:
+    """``: write `kind openai``` — the line with the character at ``column`` replaced."""
+    before, after = line_text[: column - 1].rstrip(), line_text[column:].lstrip()
+    if before.strip() and after.strip():
+        return f": write `{before.strip()}{replacement}{after.strip()}`"
+    return f", e.g. `{fallback}`"
+
+
+_DANGLING = {
+    "_ARROW": ("`->`", "the next provider of the chain"),
+    "_BAR": ("`|`", "the next provider of the tier"),
+    "COMMA": ("`,`", "the next value"),
+}
+
+
+def _dangling(token: Token, postlex: _LineContinuation, at) -> Diagnostic | None:  # type: ignore[no-untyped-def]
+    """``chain openai ->`` at the end of a line: the value goes on, and then nothing comes."""
+    recent = postlex.recent
+    if len(recent) < 2 or recent[-1] is not token:
+        return None
+    previous = recent[-2]
+    if previous.type not in _DANGLING or (token.line or 0) <= (previous.line or 0):
+        return None
+    if token.type not in ("RBRACE", "NAME") and token.type not in _CLOSERS:
+        return None
+    if previous.type == "COMMA" and token.type != "RBRACE":
+        return None  # a comma ending a line inside brackets is fine; after it, anything may come
+    shown, what = _DANGLING[previous.type]
+    span = at(previous.line, previous.column, 1 if previous.type != "_ARROW" else 2)
+    return Diagnostic(
+        "SY001",
+        Severity.ERROR,
+        f"{shown} at the end of line {span.line} is not followed by {what}",
+        span,
+        f"nothing after this {shown}",
+        notes=(f"a line ending in {shown} continues on the next line",),
+        help=f"add {what} after {shown}, or remove it",
+    )
 
 
 def _bad_character(error: UnexpectedCharacters, segment: str, at) -> Diagnostic:  # type: ignore[no-untyped-def]
-    line_text = (
-        segment.split("\n")[error.line - 1] if error.line - 1 < len(segment.split("\n")) else ""
-    )
+    line_text = _line(segment, error.line)
     rest = line_text[error.column - 1 :]
     char = rest[:1] or segment[error.pos_in_stream : error.pos_in_stream + 1]
     if char == '"':
@@ -383,9 +552,29 @@ def _bad_character(error: UnexpectedCharacters, segment: str, at) -> Diagnostic:
             ),
             help=_literal_help(text),
         )
-    help_text = "write `name value`, e.g. `timeout 30s`" if char in "=:" else None
-    if char == "'":
+    help_text = None
+    if char == "=":
+        help_text = "attributes are written `name value`, without `=`" + _rewrite(
+            line_text, error.column, " ", "timeout 30s"
+        )
+        before = line_text[: error.column - 1]
+        if before.count("(") > before.count(")"):
+            help_text = "arguments are written `name: value`" + _rewrite(
+                line_text, error.column, ": ", "cache(ttl: 10m)"
+            )
+    elif char == ":":
+        help_text = "write `name value`, e.g. `timeout 30s`"
+    elif char == "'":
+        quoted = re.match(r"'([^'\n]*)'", rest)
         help_text = 'strings use double quotes: "…"'
+        if quoted:
+            help_text = f'strings use double quotes: write `"{quoted.group(1)}"`'
+    elif char == "\ufffd":
+        help_text = "remove the character, or save the file as UTF-8"
+    elif not char.isascii() and char.isalnum():
+        help_text = (
+            "names use ASCII letters, digits, `_`, `-` and `.`; other text belongs in a string"
+        )
     return Diagnostic(
         "SY004",
         Severity.ERROR,
@@ -410,7 +599,13 @@ def _literal_help(text: str) -> str | None:
             return f"write `{m.group(1)}d`"
         if unit in ("mb", "kb", "gb", "mib", "kib", "gib"):
             return "sizes are written `10MB` or `10MiB` (units are case-sensitive)"
-        return "durations use ms, s, m, h or d; sizes B, KB, MB, GB, KiB, MiB or GiB"
+        if m.group(2) in ("k", "K", "M") and re.fullmatch(r"[0-9]+", m.group(1)):
+            full = int(m.group(1)) * (1_000_000 if m.group(2) == "M" else 1000)
+            return f"write the number in full: `{full}` (`k` and `M` only appear in rates)"
+        return (
+            f"a number is digits only (`{m.group(1)}`); durations take ms, s, m, h or d "
+            "(`30s`); sizes B, KB, MB, GB, KiB, MiB or GiB (`10MiB`)"
+        )
     if text.startswith("$"):
         return "amounts are written `$25` or `$0.15/1M` (per million tokens)"
     return None
@@ -425,36 +620,53 @@ def _unexpected_end(
     next_header: tuple[str, int] | None,
 ) -> Diagnostic:
     end = _end_of_text_span(segment, path, line_offset)
+    if next_header is not None:
+        where = f"before `{next_header[0]}` on line {next_header[1]}"
+    else:
+        where = "before the end of the file"
+
+    def span_of(token: Token) -> Span:
+        line = (token.line or 1) + line_offset
+        return Span(path, line, token.column or 1, line, (token.column or 1) + 1)
+
+    if postlex.open_brackets:
+        bracket = postlex.open_brackets[-1]
+        closer = _TERMINAL_WORDS[_OPENERS[bracket.type]]
+        what = "list" if bracket.type == "LSQB" else "argument list"
+        then = " and the block with `}`" if postlex.open_braces else ""
+        return Diagnostic(
+            "SY002",
+            Severity.ERROR,
+            f"unclosed {_TERMINAL_WORDS[bracket.type]}",
+            span_of(bracket),
+            f"this {_TERMINAL_WORDS[bracket.type]} is never closed",
+            notes=(f"expected {closer} {where}",),
+            help=f"close the {what} with {closer}{then}",
+            related=(Label(end, "the file ends here" if next_header is None else "last line"),),
+        )
     if postlex.open_braces:
         brace, header_tokens = postlex.open_braces[-1]
         header = " ".join(str(t) for t in header_tokens) or "block"
-        brace_span = Span(
-            path,
-            brace.line + line_offset,
-            brace.column,
-            brace.line + line_offset,
-            brace.column + 1,  # type: ignore[operator]
-        )
-        if next_header is not None:
-            where = f"before `{next_header[0]}` on line {next_header[1]}"
-        else:
-            where = "before the end of the file"
         return Diagnostic(
             "SY002",
             Severity.ERROR,
             f"unclosed block `{header}`",
-            brace_span,
+            span_of(brace),
             "this `{` is never closed",
             notes=(f"expected `}}` {where}",),
             help="add `}` after the block's last attribute",
             related=(Label(end, "the block should end by here"),),
         )
-    expected = getattr(error, "expected", None) or set()
-    words = _expected_words(set(expected)) if expected else "more input"
+    expected = set(getattr(error, "expected", None) or ())
+    words = _expected_words(expected) if expected else "more input"
+    help_text = None
+    if "LBRACE" in expected:
+        help_text = "a block is written `kind name { … }`, e.g. `route chat { … }`"
     return Diagnostic(
         "SY002",
         Severity.ERROR,
         f"unexpected end of file, expected {words}",
         end,
         "the file ends here",
+        help=help_text,
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import ast
 from .diagnostics import Diagnostic, Label, Severity
-from .interpret import problem_to_diagnostic
+from .interpret import problem_diagnostics
 from .schema import ModuleSpec
 from .span import Span
 from .suggest import did_you_mean
@@ -21,6 +21,7 @@ class Hop:
     model: str | None
     weight: int
     span: Span
+    model_span: Span | None = None  # where `model: "…"` is written
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +34,24 @@ class ModuleUse:
 
 
 HOP_PARAMS = {"model": Text(), "weight": Integer(1, 1000)}
+HOP_EXAMPLES = {"model": '"gpt-4o-mini"', "weight": "3"}
 
 
 def resolve_chain(
     expr: ast.Value,
     providers: Mapping[str, Span],
     diagnostics: list[Diagnostic],
+    unreadable: Collection[str] = (),
+    kinds: Collection[str] = (),
 ) -> tuple[tuple[Hop, ...], ...] | None:
-    """``a -> b | c(weight: 2)`` → ((a,), (b, c)). ``providers`` maps names to declarations."""
+    """``a -> b | c(weight: 2)`` → ((a,), (b, c)). ``providers`` maps names to declarations;
+    ``unreadable`` names providers whose block had an error of its own (not reported again)."""
     steps = expr.steps if isinstance(expr, ast.Chain) else (expr,)
     tiers: list[tuple[Hop, ...]] = []
-    seen: dict[str, Span] = {}
+    seen: dict[str, tuple[Span, int]] = {}
     ok = True
     where = {name: str(span) for name, span in providers.items()}
-    for step in steps:
+    for tier_index, step in enumerate(steps):
         members = step.members if isinstance(step, ast.Tier) else (step,)
         hops: list[Hop] = []
         for member in members:
@@ -54,7 +59,12 @@ def resolve_chain(
             if hop is None:
                 ok = False
                 continue
-            if hop.provider not in providers:
+            if hop.provider in unreadable and hop.provider not in providers:
+                ok = False  # its block is broken; that error is the one to fix
+            elif hop.provider not in providers:
+                declare = f"declare it: `provider {hop.provider} {{ kind … }}`"
+                if hop.provider in kinds:
+                    declare = f"declare it: `provider {hop.provider} {{ kind {hop.provider} }}`"
                 diagnostics.append(
                     Diagnostic(
                         "SY201",
@@ -62,12 +72,18 @@ def resolve_chain(
                         f"unknown provider `{hop.provider}`",
                         _name_span(member),
                         "not declared in any .pipe file",
-                        help=did_you_mean(hop.provider, providers, where)
-                        or "declare it: `provider " + hop.provider + " { kind … }`",
+                        help=did_you_mean(hop.provider, providers, where) or declare,
                     )
                 )
                 ok = False
             elif hop.provider in seen:
+                first_span, first_tier = seen[hop.provider]
+                if first_tier == tier_index:
+                    note = f"`{hop.provider}` would get two shares of this tier's traffic"
+                    fix = "list each provider once; give it a larger `weight` instead"
+                else:
+                    note = "a failed provider would be tried again instead of the next one"
+                    fix = "list each provider once; use `retry` to try the same provider again"
                 diagnostics.append(
                     Diagnostic(
                         "SY206",
@@ -75,14 +91,14 @@ def resolve_chain(
                         f"provider `{hop.provider}` appears twice in one chain",
                         _name_span(member),
                         "second time here",
-                        notes=("a failed provider would be tried again instead of the next one",),
-                        help="list each provider once; use `retry` to try the same provider again",
-                        related=(Label(seen[hop.provider], "first here"),),
+                        notes=(note,),
+                        help=fix,
+                        related=(Label(first_span, "first here"),),
                     )
                 )
                 ok = False
             else:
-                seen[hop.provider] = _name_span(member)
+                seen[hop.provider] = (_name_span(member), tier_index)
             hops.append(hop)
         tiers.append(tuple(hops))
     return tuple(tiers) if ok else None
@@ -109,7 +125,9 @@ def _hop(member: ast.Value, in_tier: bool, diagnostics: list[Diagnostic]) -> Hop
             )
         )
         return None
-    params = _call_params(member, HOP_PARAMS, f"chain step `{member.name.name}`", diagnostics)
+    params = _call_params(
+        member, HOP_PARAMS, f"chain step `{member.name.name}`", diagnostics, HOP_EXAMPLES
+    )
     if params is None:
         return None
     weight = params.get("weight", (1, None))
@@ -125,7 +143,10 @@ def _hop(member: ast.Value, in_tier: bool, diagnostics: list[Diagnostic]) -> Hop
             )
         )
     model = params.get("model", (None, None))[0]
-    return Hop(member.name.name, model, weight[0], member.span)
+    model_span = next(
+        (a.value.span for a in member.arguments if a.name and a.name.name == "model"), None
+    )
+    return Hop(member.name.name, model, weight[0], member.span, model_span)
 
 
 def _call_params(
@@ -133,11 +154,26 @@ def _call_params(
     schema: Mapping[str, Any],
     owner: str,
     diagnostics: list[Diagnostic],
+    examples: Mapping[str, str] | None = None,
 ) -> dict[str, tuple[Any, Span]] | None:
-    """Named arguments of a call checked against ``schema`` (name → ValueType)."""
+    """Named arguments of a call checked against ``schema`` (name → Param or ValueType).
+    ``examples`` gives a sample value per parameter (a Param carries its own)."""
     result: dict[str, tuple[Any, Span]] = {}
     ok = True
     for argument in call.arguments:
+        if argument.name is None and not schema:
+            diagnostics.append(
+                Diagnostic(
+                    "SY203",
+                    Severity.ERROR,
+                    f"{owner} takes no parameters",
+                    argument.span,
+                    "remove this",
+                    help=f"write `{call.name.name}` without parentheses",
+                )
+            )
+            ok = False
+            continue
         if argument.name is None:
             diagnostics.append(
                 Diagnostic(
@@ -179,28 +215,30 @@ def _call_params(
                     f"parameter `{name}` is given twice",
                     argument.name.span,
                     "given again here",
+                    help=f"keep one `{name}`",
                     related=(Label(result[name][1], "first given here"),),
                 )
             )
             ok = False
             continue
         value_type = schema[name]
+        sample = getattr(value_type, "example", "") if hasattr(value_type, "type") else ""
+        sample = sample or (examples or {}).get(name, "")
         value_type = getattr(value_type, "type", value_type)  # a Param or a bare ValueType
         try:
             result[name] = (value_type.from_ast(argument.value), argument.span)
         except ValueProblem as problem:
-            diagnostics.append(problem_to_diagnostic(problem, argument.value.span))
+            example = f"{call.name.name}({name}: {sample})" if sample else None
+            diagnostics += problem_diagnostics(problem, argument.value.span, example)
             ok = False
     return result if ok else None
 
 
 def _named_example(schema: Mapping[str, Any], value: ast.Value) -> str:
-    if not schema:
-        return "remove the parentheses"
     raw = value.raw if isinstance(value, ast.Literal) else "…"
     first = next(iter(schema))
     return f"write `{first}: {raw}`" + (
-        f" (parameters: {', '.join(schema)})" if len(schema) > 1 else ""
+        f" (parameters: {', '.join(f'`{p}`' for p in schema)})" if len(schema) > 1 else ""
     )
 
 
@@ -302,7 +340,7 @@ def _module_use(
     if spec.validate is not None:
         problems = spec.validate(params)
         for problem in problems:
-            diagnostics.append(problem_to_diagnostic(problem, span))
+            diagnostics += problem_diagnostics(problem, span)
         if problems:
             return None
     return ModuleUse(spec.name, params, frozenset(given), spec, span)

@@ -18,20 +18,25 @@ def check_routes(program: Program, options: CheckOptions, diagnostics: list[Diag
     if program.default_modules is not None:
         _check_order(program.default_modules, "the defaults", diagnostics)
     known_prices = set(options.known_prices) | set(program.prices)
+    known_prices |= {n for n in program.unreadable.get("price", ()) if n}  # reported already
     for route in program.routes:
-        if route.modules is not None:
-            if not route.modules_from_defaults:
-                _check_order(route.modules, f"route `{route.name}`", diagnostics)
-            _check_cap(route, diagnostics)
+        if route.modules is not None and not route.modules_from_defaults:
+            _check_order(route.modules, f"route `{route.name}`", diagnostics)
+        _check_cap(route, diagnostics)
         _check_timeouts(route, program, diagnostics)
         _check_prices(route, known_prices, diagnostics)
     _check_shadowing(program.routes, diagnostics)
 
 
 def _check_cap(route: RouteDecl, diagnostics: list[Diagnostic]) -> None:
+    """Caps against each other, and against the `cost_cap` module when the modules are known
+    (a module list with an error of its own is not second-guessed)."""
     cap = route.values.get("cap")
     modules = {m.name: m for m in route.modules or ()}
+    modules_known = route.modules is not None
     if cap is None:
+        if any(a.name.name == "cap" for a in route.values.block.attributes):
+            return  # written but invalid: already reported
         if "cost_cap" in modules:
             diagnostics.append(
                 Diagnostic(
@@ -70,9 +75,19 @@ def _check_cap(route: RouteDecl, diagnostics: list[Diagnostic]) -> None:
                 help="for example `cap daily $25 monthly $400 per project`",
             )
         )
+    if not modules_known:
+        return
     if "cost_cap" not in modules:
         modules_attr = route.values.get("modules")
-        where = "the route's modules" if modules_attr else "the modules (from the defaults)"
+        if modules_attr:
+            fix = "add `cost_cap` to the route's modules"
+        elif route.modules_from_defaults:
+            fix = (
+                "the route takes its modules from `defaults`: add `cost_cap` there, or give "
+                "the route its own `modules [auth, cost_cap]`"
+            )
+        else:
+            fix = "add `modules [auth, cost_cap]` to the route"
         diagnostics.append(
             Diagnostic(
                 "SY303",
@@ -80,33 +95,52 @@ def _check_cap(route: RouteDecl, diagnostics: list[Diagnostic]) -> None:
                 f"route `{route.name}` has a `cap` but no `cost_cap` module to enforce it",
                 cap.node.name.span,
                 "this cap would never be checked",
-                help=f"add `cost_cap` to {where}",
+                help=fix,
                 related=(Label(modules_attr.node.name.span, "modules here"),)
                 if modules_attr
                 else (),
             )
         )
     elif cap.clauses.get("per") == "key":
-        _needs_auth_before(route.modules or (), modules["cost_cap"], "cap per key", diagnostics)
+        _needs_auth_before(
+            route.modules or (),
+            modules["cost_cap"],
+            "cap per key",
+            f"route `{route.name}`",
+            diagnostics,
+        )
 
 
 def _needs_auth_before(
-    modules: tuple[ModuleUse, ...], user: ModuleUse, why: str, diagnostics: list[Diagnostic]
+    modules: tuple[ModuleUse, ...],
+    user: ModuleUse,
+    why: str,
+    owner: str,
+    diagnostics: list[Diagnostic],
 ) -> None:
     names = [m.name for m in modules]
     auth = [m for m in modules if AUTHENTICATES in m.spec.roles]
     if auth and names.index(auth[0].name) < names.index(user.name):
         return
+    if auth:
+        message = f"`{user.name}` ({why}) runs before `{auth[0].name}` in {owner}"
+        fix = f"move `{auth[0].name}` before `{user.name}`"
+        related: tuple[Label, ...] = (Label(auth[0].span, "the key is identified here"),)
+    else:
+        message = (
+            f"`{user.name}` ({why}) needs the caller's key, but no module in {owner} identifies it"
+        )
+        fix = f"add `auth` before `{user.name}`"
+        related = ()
     diagnostics.append(
         Diagnostic(
             "SY306",
             Severity.WARNING,
-            f"`{user.name}` ({why}) runs before any module that identifies the key",
+            message,
             user.span,
             "the caller's key is not known yet",
-            help="put `auth` before it"
-            if not auth
-            else f"move `{auth[0].name}` before `{user.name}`",
+            help=fix,
+            related=related,
         )
     )
 
@@ -159,7 +193,7 @@ def _check_order(modules: tuple[ModuleUse, ...], owner: str, diagnostics: list[D
                     )
                 )
         if module.spec.needs_key is not None and module.spec.needs_key(module.params):
-            _needs_auth_before(modules, module, "per key", diagnostics)
+            _needs_auth_before(modules, module, "per key", owner, diagnostics)
 
 
 def _check_timeouts(route: RouteDecl, program: Program, diagnostics: list[Diagnostic]) -> None:
@@ -192,7 +226,7 @@ def _check_prices(route: RouteDecl, known: set[str], diagnostics: list[Diagnosti
     for tier in route.chain or ():
         for hop in tier:
             if hop.model is not None:
-                explicit.append((hop.model, hop.span, "sent upstream by"))
+                explicit.append((hop.model, hop.model_span or hop.span, "sent upstream by"))
     for model, span, how in explicit:
         if not _priced(model, known):
             diagnostics.append(
@@ -252,8 +286,12 @@ def _check_shadowing(routes: list[RouteDecl], diagnostics: list[Diagnostic]) -> 
                             "routes are tried in order (files by name, then top to bottom); "
                             "the first whose path and model patterns match wins",
                         ),
-                        help=f"move `{route.name}` above `{earlier.name}`, or narrow "
-                        f"`{earlier.name}`'s models",
+                        help=f"move `{route.name}` above `{earlier.name}`, or "
+                        + (
+                            f"narrow `{earlier.name}`'s models"
+                            if earlier.values.get("models")
+                            else f"give `{earlier.name}` a `models` pattern"
+                        ),
                         related=(
                             Label(earlier.values.block.header, "matches everything it would"),
                         ),

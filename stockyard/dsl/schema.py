@@ -70,6 +70,7 @@ class AttributeSpec:
     required: bool = False
     repeatable: bool = False
     needs_one_clause: bool = False  # at least one clause must be present
+    exclusive: bool = False  # positionals and clauses are alternatives (`failover off` | `on …`)
 
     @property
     def min_positional(self) -> int:

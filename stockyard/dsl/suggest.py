@@ -22,6 +22,13 @@ def distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+def _shared_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The nearest candidate within a distance that scales with the word's length."""
     best: tuple[int, str] | None = None
@@ -29,6 +36,9 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     lowered = word.lower()
     for candidate in sorted(set(candidates)):
         d = 0 if candidate.lower() == lowered else distance(lowered, candidate.lower())
+        shared = _shared_prefix(lowered, candidate.lower())
+        if shared >= 4 and shared >= len(lowered) - 2:
+            d = min(d, limit)  # a shortened word: `passthru` for `passthrough`
         if d <= limit and (best is None or d < best[0]):
             best = (d, candidate)
     return best[1] if best else None

@@ -21,7 +21,13 @@ class ValueProblem(Exception):
     """A value does not fit its type. Carries what a diagnostic needs."""
 
     def __init__(
-        self, code: str, message: str, span: Span | None, label: str = "", help: str | None = None
+        self,
+        code: str,
+        message: str,
+        span: Span | None,
+        label: str = "",
+        help: str | None = None,
+        others: Sequence[ValueProblem] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -29,6 +35,19 @@ class ValueProblem(Exception):
         self.span = span
         self.label = label
         self.help = help
+        self.others = tuple(others)  # further problems found in the same value (list items)
+        self.example = ""  # a bare example of the expected type, when `help` is None
+
+    def all(self) -> tuple[ValueProblem, ...]:
+        return (self, *(p for other in self.others for p in other.all()))
+
+    @staticmethod
+    def collect(problems: Sequence[ValueProblem]) -> ValueProblem:
+        """One exception carrying several problems, e.g. one per bad item of a list."""
+        first, *rest = problems
+        return ValueProblem(
+            first.code, first.message, first.span, first.label, first.help, [*first.others, *rest]
+        )
 
 
 TYPE_MISMATCH = "SY106"
@@ -64,6 +83,7 @@ class ValueType:
 
     words = "a value"
     example = ""
+    plural = ""  # "failover conditions": for "a list of …"; default: derived from `words`
 
     def from_ast(self, value: ast.Value) -> Any:
         raise NotImplementedError
@@ -76,14 +96,15 @@ class ValueType:
         raw = f" `{value.raw}`" if isinstance(value, ast.Literal) and value.kind != "string" else ""
         if isinstance(value, ast.Literal) and value.kind == "string":
             raw = f" {value.raw}"
-        help_text = f"for example `{self.example}`" if self.example else None
-        return ValueProblem(
+        problem = ValueProblem(
             TYPE_MISMATCH,
             f"expected {self.words}, found {found}{raw}",
             value.span,
             f"expected {self.words}",
-            help_text,
         )
+        # The caller knows a better example (the whole attribute or call); this is the fallback.
+        problem.example = self.example
+        return problem
 
     def json_mismatch(self, value: Any) -> ValueProblem:
         example = f" (for example {self.example!r})" if self.example else ""
@@ -96,14 +117,30 @@ def _literal(value: ast.Value, *kinds: str) -> ast.Literal | None:
     return None
 
 
+def _range_help(low: Any, high: Any) -> str:
+    if low is not None and high is not None:
+        return f"use a value from {low} to {high}"
+    if low is not None:
+        return f"use {low} or more"
+    return f"use {high} or less"
+
+
 def _check_range(number: Any, low: Any, high: Any, span: Span | None, shown: str) -> None:
     if low is not None and number < low:
         raise ValueProblem(
-            OUT_OF_RANGE, f"{shown} is too small: the minimum is {low}", span, "too small"
+            OUT_OF_RANGE,
+            f"{shown} is too small: the minimum is {low}",
+            span,
+            "too small",
+            _range_help(low, high),
         )
     if high is not None and number > high:
         raise ValueProblem(
-            OUT_OF_RANGE, f"{shown} is too large: the maximum is {high}", span, "too large"
+            OUT_OF_RANGE,
+            f"{shown} is too large: the maximum is {high}",
+            span,
+            "too large",
+            _range_help(low, high),
         )
 
 
@@ -120,13 +157,25 @@ class Duration(ValueType):
 
     def _range(self, seconds: Decimal, span: Span | None, shown: str) -> float:
         low, high = self._bounds
+        if low and high:
+            allowed = f"use a duration from {low} to {high}"
+        else:
+            allowed = f"use {low} or longer" if low else f"use {high} or shorter"
         if self.minimum is not None and seconds < self.minimum:
             raise ValueProblem(
-                OUT_OF_RANGE, f"{shown} is too short: the minimum is {low}", span, "too short"
+                OUT_OF_RANGE,
+                f"{shown} is too short: the minimum is {low}",
+                span,
+                "too short",
+                allowed,
             )
         if self.maximum is not None and seconds > self.maximum:
             raise ValueProblem(
-                OUT_OF_RANGE, f"{shown} is too long: the maximum is {high}", span, "too long"
+                OUT_OF_RANGE,
+                f"{shown} is too long: the maximum is {high}",
+                span,
+                "too long",
+                allowed,
             )
         return float(seconds)
 
@@ -192,7 +241,7 @@ class Money(ValueType):
 class Price(ValueType):
     """A per-token price, compiled to dollars per one million tokens (Decimal)."""
 
-    words = "a price per tokens"
+    words = "a per-token price"
     example = "$0.15/1M"
 
     def from_ast(self, value: ast.Value) -> Decimal:
@@ -203,7 +252,7 @@ class Price(ValueType):
         if per is None:
             raise ValueProblem(
                 TYPE_MISMATCH,
-                f"expected a price per tokens, found a plain amount `{lit.raw}`",
+                f"expected a per-token price, found a plain amount `{lit.raw}`",
                 lit.span,
                 "per how many tokens?",
                 f"write `{lit.raw}/1M` for a price per million tokens",
@@ -238,6 +287,16 @@ class Rate(ValueType):
     def from_ast(self, value: ast.Value) -> RateValue:
         lit = _literal(value, "rate")
         if lit is None:
+            number = _literal(value, "number")
+            if number is not None:
+                raise ValueProblem(
+                    TYPE_MISMATCH,
+                    f"expected a rate, found a bare number `{number.raw}`",
+                    value.span,
+                    "per what?",
+                    f"add the window: `{number.raw}/min`, `{number.raw}/s`, `{number.raw}/h` "
+                    f"or `{number.raw}/day`",
+                )
             raise self.mismatch(value)
         count, per = literals.rate(lit.raw)
         if count <= 0:
@@ -285,7 +344,16 @@ class Integer(ValueType):
 
     def from_ast(self, value: ast.Value) -> int:
         lit = _literal(value, "number")
-        if lit is None or "." in lit.raw:
+        if lit is not None and "." in lit.raw:
+            problem = ValueProblem(
+                TYPE_MISMATCH,
+                f"expected a whole number, found `{lit.raw}`",
+                lit.span,
+                "not a whole number",
+            )
+            problem.example = self.example
+            raise problem
+        if lit is None:
             raise self.mismatch(value)
         number = int(lit.raw)
         _check_range(number, self.minimum, self.maximum, lit.span, f"`{lit.raw}`")
@@ -413,12 +481,12 @@ class Url(Text):
 
     def check_text(self, text: str, span: Span | None) -> str:
         if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", text):
+            fix = 'write the full address, e.g. "https://api.openai.com/v1"'
+            if re.fullmatch(r"[A-Za-z0-9.\-]+(:[0-9]+)?(/\S*)?", text):
+                local = re.match(r"(localhost|127\.|0\.0\.0\.0|\[::1\])", text)
+                fix = f'add the scheme: "{"http" if local else "https"}://{text}"'
             raise ValueProblem(
-                INVALID_VALUE,
-                f"`{text}` is not an http(s) URL",
-                span,
-                "not a URL",
-                'write the full address, e.g. "https://api.openai.com/v1"',
+                INVALID_VALUE, f"`{text}` is not an http(s) URL", span, "not a URL", fix
             )
         return text.rstrip("/")
 
@@ -436,7 +504,7 @@ class Glob(Text):
                 f"model patterns are strings: found the bare name `{value.name}`",
                 value.span,
                 "put this in quotes",
-                f'write "{value.name}"',
+                f'write `"{value.name}"`',
             )
         result = super().from_ast(value)
         assert isinstance(result, str)
@@ -478,7 +546,7 @@ class Secret(ValueType):
                 value.span,
                 f"expected {self.words}",
                 did_you_mean(value.name, ("passthrough", "none"))
-                or f'to read a variable write env("{value.name}")',
+                or f'to read a variable, write `env("{value.name}")`',
             )
         env = env_ref(value)
         if env is not None:
@@ -502,12 +570,17 @@ def env_ref(value: ast.Value) -> EnvRef | None:
         or not isinstance(args[0].value, ast.Literal)
         or args[0].value.kind != "string"
     ):
+        fix = 'write `env("NAME")`'
+        if len(args) == 1 and isinstance(args[0].value, ast.Ident):
+            fix = f'put the name in quotes: `env("{args[0].value.name}")`'
+        elif len(args) > 1:
+            fix = 'give one variable: `env("NAME")`'
         raise ValueProblem(
             TYPE_MISMATCH,
             "`env` takes one string: the variable's name",
             value.span,
             "malformed env()",
-            'write env("NAME")',
+            fix,
         )
     name = args[0].value.text
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -516,6 +589,7 @@ def env_ref(value: ast.Value) -> EnvRef | None:
             f"`{name}` is not a valid environment variable name",
             args[0].value.span,
             "not a variable name",
+            "variable names are letters, digits and `_`, and do not start with a digit",
         )
     return EnvRef(name, value.span)
 
@@ -526,8 +600,13 @@ class ListOf(ValueType):
     def __init__(self, item: ValueType, *, min_items: int = 0) -> None:
         self.item = item
         self.min_items = min_items
-        self.words = f"a list of {_plural(item.words)}"
+        self.words = f"a list of {item.plural or _plural(item.words)}"
         self.example = f"[{item.example}]"
+
+    def _too_few(self) -> str:
+        if self.min_items == 1:
+            return "the list is empty: give at least one item"
+        return f"the list needs at least {self.min_items} items"
 
     def from_ast(self, value: ast.Value) -> tuple[Any, ...]:
         if not isinstance(value, ast.ListValue):
@@ -537,15 +616,24 @@ class ListOf(ValueType):
     def items_from_ast(self, items: Sequence[ast.Value], span: Span) -> tuple[Any, ...]:
         if len(items) < self.min_items:
             raise ValueProblem(
-                INVALID_VALUE, f"expected at least {self.min_items} item(s)", span, "too few items"
+                INVALID_VALUE, self._too_few(), span, "too few items", f"for example {self.example}"
             )
-        return tuple(self.item.from_ast(v) for v in items)
+        values: list[Any] = []
+        problems: list[ValueProblem] = []
+        for item in items:  # every bad item is reported, not just the first
+            try:
+                values.append(self.item.from_ast(item))
+            except ValueProblem as problem:
+                problems.append(problem)
+        if problems:
+            raise ValueProblem.collect(problems)
+        return tuple(values)
 
     def from_json(self, value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise self.json_mismatch(value)
         if len(value) < self.min_items:
-            raise ValueProblem(INVALID_VALUE, f"expected at least {self.min_items} item(s)", None)
+            raise ValueProblem(INVALID_VALUE, self._too_few(), None)
         return tuple(self.item.from_json(v) for v in value)
 
 
@@ -553,6 +641,7 @@ class Condition(ValueType):
     """A failover condition: ``5xx``, ``4xx``, a status code like ``429``, ``timeout``, ``connect``."""
 
     words = "a status class (`5xx`), a status code (`429`), `timeout` or `connect`"
+    plural = "failover conditions: `5xx`, `429`, `timeout`, `connect`"
     example = "5xx"
     NAMES = ("timeout", "connect")
 
@@ -576,7 +665,11 @@ class Condition(ValueType):
     def _code(self, raw: str, span: Span | None) -> str:
         if not raw.isdigit() or not 400 <= int(raw) <= 599:
             raise ValueProblem(
-                INVALID_VALUE, f"`{raw}` is not an error status code", span, "expected 400–599"
+                INVALID_VALUE,
+                f"`{raw}` is not an error status code",
+                span,
+                "expected 400–599",
+                "use an error status such as `429`, or a class such as `5xx`",
             )
         return raw
 
@@ -614,22 +707,32 @@ class Pairs(ValueType):
             raise self.mismatch(value)
         pairs: list[tuple[Any, Any]] = []
         seen: set[Any] = set()
+        problems: list[ValueProblem] = []
         for item in value.items:
-            if not (isinstance(item, ast.Chain) and len(item.steps) == 2):
-                raise ValueProblem(
-                    TYPE_MISMATCH,
-                    f'expected a pair `"from" -> "to"`, found {ast.describe(item)}',
-                    item.span,
-                    "not a pair",
-                    f"for example {self.example}",
-                )
-            key = self.key.from_ast(item.steps[0])
-            if key in seen:
-                raise ValueProblem(
-                    INVALID_VALUE, f"`{key}` is mapped twice", item.span, "repeated key"
-                )
-            seen.add(key)
-            pairs.append((key, self.value.from_ast(item.steps[1])))
+            try:
+                if not (isinstance(item, ast.Chain) and len(item.steps) == 2):
+                    raise ValueProblem(
+                        TYPE_MISMATCH,
+                        f'expected a pair `"from" -> "to"`, found {ast.describe(item)}',
+                        item.span,
+                        "not a pair",
+                        f"for example `{self.example}`",
+                    )
+                key = self.key.from_ast(item.steps[0])
+                if key in seen:
+                    raise ValueProblem(
+                        INVALID_VALUE,
+                        f"`{key}` is mapped twice",
+                        item.span,
+                        "repeated key",
+                        f"keep one mapping for `{key}`",
+                    )
+                seen.add(key)
+                pairs.append((key, self.value.from_ast(item.steps[1])))
+            except ValueProblem as problem:
+                problems.append(problem)
+        if problems:
+            raise ValueProblem.collect(problems)
         return tuple(pairs)
 
     def from_json(self, value: Any) -> tuple[tuple[Any, Any], ...]:

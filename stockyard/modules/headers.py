@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..dsl.schema import ModuleSpec, Param, frozen_map
 from ..dsl.types import ListOf, Pairs, Text
+from ..runtime.context import RequestContext
+from ..runtime.env import resolve
+
+# Headers a pipeline may not set: they carry credentials or framing the adapter owns.
+PROTECTED = frozenset(
+    {"authorization", "api-key", "x-api-key", "content-length", "host", "content-type"}
+)
+
+
+def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+    edits: dict[str, str | None] = {}
+    for name in params["remove"]:
+        edits[name.lower()] = None
+    for name, value in params["set"]:
+        edits[name] = resolve(value) or ""  # env() is read when the generation goes live
+    edits = {k: v for k, v in edits.items() if k.lower() not in PROTECTED}
+
+    async def headers(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+        ctx.upstream_headers.update(edits)
+        return await call_next(ctx)
+
+    return headers
+
 
 SPEC = ModuleSpec(
     name="headers",
@@ -19,4 +45,5 @@ SPEC = ModuleSpec(
             "remove": Param(ListOf(Text()), "Headers to drop.", default=(), example='["x-debug"]'),
         }
     ),
+    factory=create,
 )

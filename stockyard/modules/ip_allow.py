@@ -7,6 +7,8 @@ from typing import Any
 
 from ..dsl.schema import REJECTS, ModuleSpec, Param, frozen_map
 from ..dsl.types import INVALID_VALUE, ListOf, Network, ValueProblem
+from ..exceptions import PermissionDenied
+from ..runtime.context import RequestContext
 
 
 def _validate(params: Mapping[str, Any]) -> list[ValueProblem]:
@@ -16,10 +18,40 @@ def _validate(params: Mapping[str, Any]) -> list[ValueProblem]:
                 INVALID_VALUE,
                 "`ip_allow` needs `allow` or `deny` networks",
                 None,
-                help='for example ip_allow(allow: ["10.0.0.0/8"])',
+                "no networks given",
+                help='for example `ip_allow(allow: ["10.0.0.0/8"])`',
             )
         ]
     return []
+
+
+def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+    import ipaddress
+
+    allow = [ipaddress.ip_network(n) for n in params["allow"]]
+    deny = [ipaddress.ip_network(n) for n in params["deny"]]
+
+    def admitted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in net for net in deny):
+            return False
+        return not allow or any(ip in net for net in allow)
+
+    async def ip_allow(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+        if not admitted(ctx.client_ip):
+            ctx.notes["blocked_by"] = "ip_allow"
+            raise PermissionDenied(
+                f"requests from {ctx.client_ip or 'this address'} are not allowed",
+                code="ip_not_allowed",
+            )
+        return await call_next(ctx)
+
+    return ip_allow
 
 
 SPEC = ModuleSpec(
@@ -43,4 +75,5 @@ SPEC = ModuleSpec(
     ),
     roles=frozenset({REJECTS}),
     validate=_validate,
+    factory=create,
 )

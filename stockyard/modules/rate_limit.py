@@ -16,7 +16,8 @@ def _validate(params: Mapping[str, Any]) -> list[ValueProblem]:
                 INVALID_VALUE,
                 "`rate_limit` needs `requests` or `tokens`",
                 None,
-                help="for example rate_limit(requests: 60/min)",
+                "no limit set",
+                help="for example `rate_limit(requests: 60/min)`",
             )
         ]
     return []

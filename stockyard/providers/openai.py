@@ -88,9 +88,8 @@ class OpenAIAdapter:
         ctx = request.ctx
         if ctx.upstream_headers:  # set by the `headers` module
             for name, value in ctx.upstream_headers.items():
-                if value is None:
-                    headers = {k: v for k, v in headers.items() if k.lower() != name}
-                else:
+                headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
+                if value is not None:
                     headers[name] = value
         return headers
 
