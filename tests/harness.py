@@ -370,6 +370,38 @@ class Gateway:
         kwargs.setdefault("timeout", 20)
         return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=api_key, **kwargs)
 
+    def check(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``stockyard check --strict --no-env`` on this gateway's pipelines (or ``args``)."""
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stockyard",
+                "check",
+                *(args or ("--strict", "--no-env")),
+                str(self.pipelines),
+            ],
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def create_key(self, project: str, **fields: Any) -> dict[str, Any]:
+        """A new gateway key through ``POST /api/keys`` (loopback needs no admin key): the
+        JSON answer, whose ``key`` is the ``sk-sy-…`` secret and ``id`` its id."""
+        response = self.api("POST", "/api/keys", json={"project": project, **fields})
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def spend_total(self, **params: Any) -> str:
+        """``total_cost`` of ``GET /api/lookout/spend`` (dollars, a decimal string)."""
+        response = self.api("GET", "/api/lookout/spend", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()["total_cost"]  # type: ignore[no-any-return]
+
     def trace(self, trace_id: str, timeout: float = 10.0) -> dict[str, Any]:
         """The recorded trace of one request (routes need the `trace` module); waits for the
         store's batched writer."""
