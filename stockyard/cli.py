@@ -135,6 +135,8 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="PATH", help="SQLite database (env STOCKYARD_DB; default ./stockyard.db)")
     parser.add_argument("--max-body", type=int, metavar="BYTES",
                         help="largest request body accepted (env STOCKYARD_MAX_BODY; default 10 MiB)")
+    parser.add_argument("--demo", action="store_true",
+                        help="serve the offline demo pipeline: the built-in mock provider, no network, no keys")
     parser.add_argument("--no-watch", action="store_true",
                         help="do not hot-reload pipelines on change (SIGHUP and the API still reload)")
 
@@ -155,10 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import run
-    from .settings import Settings
+    from .settings import Settings, demo_pipelines
 
+    if args.demo and args.pipelines:
+        print("stockyard: --demo and --pipelines exclude each other", file=sys.stderr)
+        return EXIT_USAGE
+    pipelines = demo_pipelines() if args.demo else (Path(args.pipelines) if args.pipelines else None)
     settings = Settings.from_env(
-        host=args.host, port=args.port, pipelines=Path(args.pipelines) if args.pipelines else None,
+        host=args.host, port=args.port, pipelines=pipelines,
         db=Path(args.db) if args.db else None, max_body=args.max_body,
         watch=False if args.no_watch else None,
     )

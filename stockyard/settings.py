@@ -20,6 +20,14 @@ def shipped_pipelines() -> Path:
     return Path(__file__).resolve().parents[1] / "pipelines"
 
 
+def demo_pipelines() -> Path:
+    """The offline demo (mock provider only), shipped in the package or in ``examples/offline``."""
+    packaged = Path(__file__).parent / "demo"
+    if (packaged / "offline.pipe").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "examples" / "offline"
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = DEFAULT_HOST
