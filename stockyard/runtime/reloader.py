@@ -63,6 +63,8 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # message, diagnostics and sources of the generation that is serving
+        self._serving: tuple[str, tuple[Diagnostic, ...], dict[str, str]] = ("", (), {})
 
     def _read(self) -> dict[str, str]:
         sources, problems = read_sources(collect_files([self.path]))
@@ -88,7 +90,15 @@ class Reloader:
                     f"cannot read pipelines: {error}", getattr(error, "diagnostics", ()), {}, actor
                 )
             digest = source_hash(sources.items())
-            if not force and self.current is not None and digest == self.current.generation.source_hash:
+            if (
+                not force
+                and self.current is not None
+                and digest == self.current.generation.source_hash
+            ):
+                if not status.ok:  # the files are back to what is serving: the failure is over
+                    status.ok, status.at = True, time.time()
+                    status.message, status.diagnostics, status.sources = self._serving
+                    log.info("pipelines %s (%s): back to the serving version", reason, digest[:12])
                 return status
             if not sources:
                 return await self._failed(f"no .pipe files in {self.path}", (), {}, actor)
@@ -98,12 +108,18 @@ class Reloader:
                 return await self._failed(str(error), error.diagnostics, sources, actor)
             if active is None:
                 return await self._failed(
-                    f"{len(result.errors)} error(s) in the pipelines", result.diagnostics, sources, actor
+                    f"{len(result.errors)} error(s) in the pipelines",
+                    result.diagnostics,
+                    sources,
+                    actor,
                 )
             self.current = active
             status.ok, status.at, status.source_hash = True, time.time(), digest
-            status.message = f"loaded {len(active.generation.routes)} route(s) from {len(sources)} file(s)"
+            status.message = (
+                f"loaded {len(active.generation.routes)} route(s) from {len(sources)} file(s)"
+            )
             status.diagnostics, status.sources = result.diagnostics, sources
+            self._serving = (status.message, status.diagnostics, status.sources)
             status.reloads += 1
             for warning in result.warnings:
                 log.warning("%s", warning)
@@ -111,8 +127,12 @@ class Reloader:
             await self._emit(
                 "reload.applied",
                 actor,
-                {"source_hash": digest, "reason": reason, "routes": len(active.generation.routes),
-                 "files": sorted(sources)},
+                {
+                    "source_hash": digest,
+                    "reason": reason,
+                    "routes": len(active.generation.routes),
+                    "files": sorted(sources),
+                },
             )
             return status
 
@@ -129,7 +149,10 @@ class Reloader:
         await self._emit(
             "reload.rejected",
             actor,
-            {"message": message, "codes": sorted({d.code for d in status.diagnostics if d.is_error})},
+            {
+                "message": message,
+                "codes": sorted({d.code for d in status.diagnostics if d.is_error}),
+            },
         )
         return status
 
@@ -141,7 +164,9 @@ class Reloader:
         """Rebuild the current generation's handlers (after a module toggle changed)."""
         async with self._lock:
             if self.current is not None:
-                self.current = await asyncio.to_thread(activate, self.current.generation, self.services)
+                self.current = await asyncio.to_thread(
+                    activate, self.current.generation, self.services
+                )
 
     def start_watching(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
@@ -151,7 +176,9 @@ class Reloader:
 
         directory = self.path if self.path.is_dir() else self.path.parent
         try:
-            async for _changes in awatch(directory, stop_event=self._stop, debounce=150, step=30, recursive=True):
+            async for _changes in awatch(
+                directory, stop_event=self._stop, debounce=150, step=30, recursive=True
+            ):
                 try:
                     await self.reload(reason="change")
                 except Exception:  # the watcher must never die
