@@ -152,7 +152,11 @@ def _read_blocks(
                 continue
             key = (spec.kind, (block.name if spec.label else None) or "")
             if key in declared:
-                what = f"{spec.kind} `{block.name}`" if block.name else f"`{spec.kind}` block"
+                labelled = spec.label is not None and block.name
+                what = f"{spec.kind} `{block.name}`" if labelled else f"`{spec.kind}` block"
+                fix = f"merge them into one `{spec.kind}` block"
+                if labelled:
+                    fix = f"rename one, or merge them into one {spec.kind} block"
                 diagnostics.append(
                     Diagnostic(
                         "SY205",
@@ -160,7 +164,7 @@ def _read_blocks(
                         f"{what} is declared twice",
                         block.header,
                         "declared again here",
-                        help=f"rename one, or merge them into one {spec.kind} block",
+                        help=fix,
                         related=(Label(declared[key], "first declared here"),),
                     )
                 )
@@ -331,7 +335,7 @@ def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
                     "API key written into the pipeline file",
                     key.positional_spans[0],
                     "a secret in a file kept in git",
-                    help=f'read it from the environment: api_key env("{_key_env(provider)}")',
+                    help=f'read it from the environment: `api_key env("{_key_env(provider)}")`',
                 )
             )
         if program.routes and name not in used and not routes_unreadable:

@@ -202,7 +202,8 @@ def _call_params(
                     argument.name.span,
                     "no such parameter",
                     notes=notes,
-                    help=did_you_mean(name, schema),
+                    help=did_you_mean(name, schema)
+                    or (None if schema else f"write `{call.name.name}` without parentheses"),
                 )
             )
             ok = False

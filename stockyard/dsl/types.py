@@ -408,7 +408,7 @@ class Choice(ValueType):
             INVALID_VALUE,
             f"unknown {self.what} `{name}`",
             span,
-            f"expected {self.words}",
+            f"not a valid {self.what}",
             did_you_mean(name, self.options) or f"use {self.words}",
         )
 
@@ -484,7 +484,7 @@ class Url(Text):
             fix = 'write the full address, e.g. "https://api.openai.com/v1"'
             if re.fullmatch(r"[A-Za-z0-9.\-]+(:[0-9]+)?(/\S*)?", text):
                 local = re.match(r"(localhost|127\.|0\.0\.0\.0|\[::1\])", text)
-                fix = f'add the scheme: "{"http" if local else "https"}://{text}"'
+                fix = f'add the scheme: `"{"http" if local else "https"}://{text}"`'
             raise ValueProblem(
                 INVALID_VALUE, f"`{text}` is not an http(s) URL", span, "not a URL", fix
             )
