@@ -98,9 +98,11 @@ class MockAdapter:
 
     async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await self._wait(request)
         if self._should_fail():
-            body = orjson.dumps({"error": {"message": "mock failure (fail_rate)", "type": "server_error"}})
+            body = orjson.dumps(
+                {"error": {"message": "mock failure (fail_rate)", "type": "server_error"}}
+            )
             raise UpstreamFailure("status", "mock failure (fail_rate)", status=500, body=body)
         body = request.ctx.body
         headers = {"content-type": "application/json", "x-mock": "1"}
@@ -115,6 +117,21 @@ class MockAdapter:
             chunks = self._stream(request, ident, answer, usage)
             return UpstreamStream(200, {"content-type": "text/event-stream"}, chunks, _noop)
         return UpstreamReply(200, headers, self._complete(request, ident, answer, usage))
+
+    async def _wait(self, request: UpstreamRequest) -> None:
+        """The simulated latency, under the same timeouts a real upstream would face."""
+        timeouts = request.timeouts
+        limit = timeouts.total
+        if request.stream and timeouts.first_token:
+            limit = min(limit, timeouts.first_token)
+        if self.latency <= limit:
+            await asyncio.sleep(self.latency)
+            return
+        await asyncio.sleep(limit)
+        what = "sent no first token" if request.stream else "did not answer"
+        raise UpstreamFailure(
+            "timeout", f"{self.spec.name} {what} within {limit:g}s (mock latency)"
+        )
 
     def _exchange(self, endpoint: str, body: dict[str, Any]) -> tuple[str, str]:
         if endpoint == "completions":
@@ -132,10 +149,17 @@ class MockAdapter:
             answer = " ".join(answer.split(" ")[:limit])
         return prompt, answer
 
-    def _complete(self, request: UpstreamRequest, ident: str, answer: str, usage: dict[str, int]) -> bytes:
+    def _complete(
+        self, request: UpstreamRequest, ident: str, answer: str, usage: dict[str, int]
+    ) -> bytes:
         created = int(time.time())
         if request.endpoint == "completions":
-            choice: dict[str, Any] = {"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "text": answer,
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
             obj = "text_completion"
         else:
             choice = {
@@ -146,8 +170,15 @@ class MockAdapter:
             }
             obj = "chat.completion"
         return orjson.dumps(
-            {"id": ident, "object": obj, "created": created, "model": request.model,
-             "choices": [choice], "usage": usage, "system_fingerprint": "mock"}
+            {
+                "id": ident,
+                "object": obj,
+                "created": created,
+                "model": request.model,
+                "choices": [choice],
+                "usage": usage,
+                "system_fingerprint": "mock",
+            }
         )
 
     async def _stream(
@@ -155,14 +186,24 @@ class MockAdapter:
     ) -> AsyncIterator[bytes]:
         created = int(time.time())
         chat = request.endpoint != "completions"
-        base = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                "created": created, "model": request.model, "system_fingerprint": "mock"}
+        base = {
+            "id": ident,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": created,
+            "model": request.model,
+            "system_fingerprint": "mock",
+        }
         options = request.ctx.body.get("stream_options")
         with_usage = isinstance(options, dict) and options.get("include_usage") is True
 
         def chunk(delta: dict[str, Any] | str, finish: str | None) -> bytes:
             if chat:
-                choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "delta": delta,
+                    "finish_reason": finish,
+                    "logprobs": None,
+                }
             else:
                 choice = {"index": 0, "text": delta, "finish_reason": finish, "logprobs": None}
             return event(orjson.dumps({**base, "choices": [choice]}))
@@ -170,7 +211,13 @@ class MockAdapter:
         if chat:
             yield chunk({"role": "assistant", "content": ""}, None)
         words = answer.split(" ")
+        idle_limit = request.timeouts.total  # a stream's timeout bounds each wait between chunks
         for index, word in enumerate(words):
+            if self.chunk_delay > idle_limit:
+                await asyncio.sleep(idle_limit)
+                raise UpstreamFailure(
+                    "timeout", f"{self.spec.name} stopped sending in the middle of the stream"
+                )
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             piece = word if index == 0 else " " + word
@@ -194,7 +241,9 @@ class MockAdapter:
             data.append({"object": "embedding", "index": index, "embedding": vector})
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         request.ctx.usage.update_from_openai(usage)
-        return orjson.dumps({"object": "list", "data": data, "model": request.model, "usage": usage})
+        return orjson.dumps(
+            {"object": "list", "data": data, "model": request.model, "usage": usage}
+        )
 
     async def aclose(self) -> None:
         return None
