@@ -521,12 +521,9 @@ def test_generation_is_immutable() -> None:
         generation.routes[0].modules[0].params["x"] = 1  # type: ignore[index]
 
 
-# --- known bugs (see the report in the commit that added them) ------------------------------
-
-
-@pytest.mark.xfail(reason="checker demands a base_url for the offline `mock` kind", strict=False)
 def test_mock_provider_needs_no_base_url() -> None:
     generation = compile_ok(
         "provider fake { kind mock; latency 5ms }\nroute r { path /v1/a; chain fake }\n"
     )
     assert generation.providers["fake"].protocol == "mock"
+    assert generation.providers["fake"].base_url is None

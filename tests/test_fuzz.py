@@ -195,7 +195,7 @@ def test_token_soup_never_crashes(text: str) -> None:
     check_text(text)
 
 
-@_FUZZ_SETTINGS
+@settings(_FUZZ_SETTINGS, max_examples=int(150 * SCALE))
 @given(block_shaped())
 def test_block_shaped_text_never_crashes(text: str) -> None:
     check_text(text)
@@ -205,6 +205,71 @@ def test_block_shaped_text_never_crashes(text: str) -> None:
           derandomize=bool(os.environ.get("CI")))  # fmt: skip
 @given(st.text(max_size=200))
 def test_arbitrary_unicode_never_crashes(text: str) -> None:
+    check_text(text)
+
+
+# --- pathological inputs ---------------------------------------------------------------------
+
+DIGITS = "1" * 5000  # past Python's 4,300-digit limit for int(str)
+RECURSION = pytest.mark.xfail(
+    reason="BUG: deep nesting overflows the recursive Lark Transformer (RecursionError)",
+    strict=False,
+)
+BIG_INT = pytest.mark.xfail(
+    reason="BUG: int() of a literal over 4,300 digits raises ValueError", strict=False
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("route r {\n  modules " + "[" * 100 + "]" * 100 + "\n}\n", id="list-100"),
+        pytest.param(
+            "route r {\n  modules " + "[" * 1000 + "]" * 1000 + "\n}\n",
+            id="list-1000",
+            marks=RECURSION,
+        ),
+        pytest.param(
+            "route r {\n  chain " + "p(" * 300 + ")" * 300 + "\n}\n", id="call-300", marks=RECURSION
+        ),
+        pytest.param(
+            "route r {\n  a " + "x(k: " * 300 + "1" + ")" * 300 + "\n}\n",
+            id="named-300",
+            marks=RECURSION,
+        ),
+        pytest.param("a " + "[" * 5000 + "]" * 5000, id="list-5000-outside-block"),
+        pytest.param("route r {\n  a " + "x -> " * 2000 + "x\n}\n", id="chain-2000"),
+        pytest.param("route r {\n  a " + "x | " * 2000 + "x\n}\n", id="tier-2000"),
+        pytest.param("route r {\n  retry " + DIGITS + "\n}\n", id="int-retry", marks=BIG_INT),
+        pytest.param(
+            "provider p { kind openai }\nroute r { path /a; chain p(weight: " + DIGITS + ") }",
+            id="int-weight",
+            marks=BIG_INT,
+        ),
+        pytest.param(
+            "route r {\n  failover on [" + DIGITS + "]\n}\n", id="int-status", marks=BIG_INT
+        ),
+        pytest.param(
+            'price "m" {\n  input $1/' + DIGITS + "M; output $1/1M\n}\n",
+            id="int-price-per",
+            marks=BIG_INT,
+        ),
+        pytest.param("route r {\n  cap daily $" + DIGITS + "\n}\n", id="money-digits"),
+        pytest.param("route r {\n  timeout " + DIGITS + "s\n}\n", id="duration-digits"),
+        pytest.param(
+            "route r {\n  modules [trace(max_body: " + DIGITS + "B)]\n}\n", id="size-digits"
+        ),
+        pytest.param("route r {\n  models " + '"' + "x" * 100_000 + '"\n}\n', id="long-string"),
+        pytest.param("route r { path /a; chain p }\n" * 2000, id="2000-duplicate-routes"),
+        pytest.param("{" * 3000 + "}" * 3000, id="braces"),
+        pytest.param("\n" * 50_000, id="blank-lines"),
+        pytest.param("#" * 100_000, id="long-comment"),
+        pytest.param("\\\n" * 1000, id="continuations"),
+        pytest.param("route r {\r\n  path /a\r\n}\r\n", id="crlf"),
+        pytest.param("route r {\r  path /a\r}\r", id="cr-only"),
+    ],
+)
+def test_pathological_inputs(text: str) -> None:
     check_text(text)
 
 
@@ -279,18 +344,22 @@ _TOKEN = re.compile(
 
 
 def _corpus() -> list[tuple[str, dict[str, str], str]]:
-    """(label, the files checked together, the file to mutate)."""
+    """(label, the files checked together, the file to mutate).
+
+    Each directory directly under ``examples/`` is one pipeline (its files are checked
+    together, as ``stockyard check examples/NAME/`` does); so is ``pipelines/``.
+    """
     corpus = [("builtin", {"f.pipe": VALID}, "f.pipe")]
-    for folder in ("examples", "pipelines"):
-        base = ROOT / folder
-        if not base.is_dir():
-            continue
-        for path in sorted(base.rglob("*.pipe")):
-            siblings = {
-                str(p.relative_to(ROOT)): p.read_text("utf-8")
-                for p in sorted(path.parent.glob("*.pipe"))
-            }
-            corpus.append((str(path.relative_to(ROOT)), siblings, str(path.relative_to(ROOT))))
+    groups: list[Path] = []
+    if (ROOT / "examples").is_dir():
+        groups += sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
+    if (ROOT / "pipelines").is_dir():
+        groups.append(ROOT / "pipelines")
+    for group in groups:
+        files = sorted(group.rglob("*.pipe"))
+        sources = {str(p.relative_to(ROOT)): p.read_text("utf-8") for p in files}
+        for name in sources:
+            corpus.append((name, sources, name))
     return corpus
 
 
@@ -335,7 +404,7 @@ def test_builtin_pipeline_is_valid() -> None:
 
 
 MUTANTS = int(3000 * SCALE)
-TIME_BUDGET = 20.0 * SCALE
+TIME_BUDGET = 15.0 * SCALE
 
 
 CORPUS = _corpus()
