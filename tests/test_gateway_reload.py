@@ -4,6 +4,8 @@ shown by `GET /api/proxy/reload`; `POST /api/proxy/reload` and SIGHUP force a re
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import threading
 import time
@@ -305,3 +307,46 @@ def test_new_file_in_directory_is_picked_up(watched: Gateway, old: Upstream, new
         assert response.headers["x-stockyard-provider"] == "new"
     finally:
         extra.unlink()
+
+
+def test_configmap_symlink_swap(watched: Gateway, old: Upstream, new: Upstream) -> None:
+    """A Kubernetes ConfigMap volume: files are symlinks through `..data`, which is swapped
+    atomically to a new hidden timestamped directory on update."""
+    gw = watched
+    settle(gw, pipeline(old, new, "old", comment="configmap"))
+    root = gw.pipelines / "cm"
+
+    def version(name: str, target: str) -> None:
+        (root / name).mkdir(parents=True)
+        (root / name / "extra.pipe").write_text(
+            f"route extra {{\n  path /v1/embeddings\n  chain {target}\n}}\n"
+        )
+
+    def embeddings_provider() -> str | None:
+        response = httpx.post(
+            f"{gw.url}/v1/embeddings", json={"model": "e", "input": "x"}, timeout=10
+        )
+        return response.headers.get("x-stockyard-provider") if response.status_code == 200 else None
+
+    def wait_provider(expected: str | None) -> None:
+        deadline = time.monotonic() + 10
+        while (got := embeddings_provider()) != expected:
+            assert time.monotonic() < deadline, (got, reload_status(gw)["rendered"])
+            time.sleep(0.02)
+
+    try:
+        version("..2026_01_01_v1", "old")
+        (root / "..data").symlink_to("..2026_01_01_v1")
+        (root / "extra.pipe").symlink_to("..data/extra.pipe")
+        wait_provider("old")
+        assert reload_status(gw)["ok"] is True
+        # the update, as the kubelet does it
+        version("..2026_01_02_v2", "new")
+        (root / "..data_tmp").symlink_to("..2026_01_02_v2")
+        os.replace(root / "..data_tmp", root / "..data")
+        shutil.rmtree(root / "..2026_01_01_v1")
+        wait_provider("new")
+        assert reload_status(gw)["ok"] is True
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    wait_provider(None)

@@ -48,6 +48,17 @@ class ReloadStatus:
         }
 
 
+def _hidden(file: Path, root: Path) -> bool:
+    """Whether ``file`` lies in a hidden directory below ``root``: a Kubernetes ConfigMap keeps
+    the real files in ``..2024_…/`` and exposes them through symlinks, so reading both would
+    declare everything twice; editors and tools keep their own copies in dot-directories."""
+    try:
+        parts = file.relative_to(root).parts[:-1]
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
+
+
 class Reloader:
     def __init__(
         self,
@@ -67,7 +78,8 @@ class Reloader:
         self._serving: tuple[str, tuple[Diagnostic, ...], dict[str, str]] = ("", (), {})
 
     def _read(self) -> dict[str, str]:
-        sources, problems = read_sources(collect_files([self.path]))
+        files = [f for f in collect_files([self.path]) if not _hidden(f, self.path)]
+        sources, problems = read_sources(files)
         if problems:
             raise ConfigError("unreadable pipeline files", problems)
         return sources
