@@ -15,7 +15,13 @@ from . import anthropic, azure, gemini, mock, openai, presets
 
 # protocol -> adapter class: Adapter(spec, clients)
 ADAPTERS: Mapping[str, Any] = MappingProxyType(
-    {"openai": openai.OpenAIAdapter, "mock": mock.MockAdapter}
+    {
+        "openai": openai.OpenAIAdapter,
+        "azure": azure.AzureAdapter,
+        "anthropic": anthropic.AnthropicAdapter,
+        "gemini": gemini.GeminiAdapter,
+        "mock": mock.MockAdapter,
+    }
 )
 
 KINDS: Mapping[str, ProviderKind] = MappingProxyType(

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from urllib.parse import quote
+
+from ..dsl.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.types import Pairs, Text
+from ..exceptions import UpstreamFailure
+from ..runtime.clients import HttpClients
+from ..runtime.env import resolve
+from .base import UpstreamReply, UpstreamRequest, UpstreamStream
+from .openai import OpenAIAdapter
 
 KIND = ProviderKind(
     name="azure",
@@ -29,3 +38,42 @@ KIND = ProviderKind(
         }
     ),
 )
+
+
+class AzureAdapter(OpenAIAdapter):
+    """OpenAI's payloads and answers, sent to ``{endpoint}/openai/deployments/{deployment}/
+    {endpoint path}?api-version=…`` with the key in an ``api-key`` header. The deployment is
+    the model's entry in ``deployments``, else the model name itself."""
+
+    def __init__(self, spec: ProviderSpec, clients: HttpClients) -> None:
+        super().__init__(spec, clients)
+        # no fallback to OpenAI's address: an unset endpoint must not send the key elsewhere
+        endpoint = (resolve(spec.base_url) or "").rstrip("/")
+        self.base_url = endpoint.removesuffix("/openai")
+        self.api_version = str(spec.options.get("api_version") or "")
+        self.deployments = dict(spec.options.get("deployments") or ())
+
+    def deployment(self, model: str) -> str:
+        return str(self.deployments.get(model, model))
+
+    def url(self, request: UpstreamRequest) -> str:
+        deployment = quote(self.deployment(request.model), safe="")
+        version = quote(self.api_version, safe="")
+        return (
+            f"{self.base_url}/openai/deployments/{deployment}/{request.endpoint}"
+            f"?api-version={version}"
+        )
+
+    def request_headers(self, request: UpstreamRequest) -> dict[str, str]:
+        headers = super().request_headers(replace(request, api_key=None))
+        overridden = {name.lower() for name in request.ctx.upstream_headers}
+        if request.api_key and "api-key" not in overridden:
+            headers["api-key"] = request.api_key
+        return headers
+
+    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
+        if not self.base_url:
+            raise UpstreamFailure(
+                "connect", f"{self.spec.name} has no endpoint (`base_url`; is its variable set?)"
+            )
+        return await super().send(request)
