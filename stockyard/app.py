@@ -13,6 +13,7 @@ from typing import Any
 
 from quart import Quart, g, jsonify
 
+from .api import cache as cache_api
 from .api import keys as keys_api
 from .api import modules as modules_api
 from .api import records
@@ -104,6 +105,7 @@ class Stockyard:
         app.register_blueprint(modules_api.blueprint(
             self.store, self.services.toggles, self.reloader, self.reloader.reactivate, guard))
         app.register_blueprint(keys_api.blueprint(self.store, self.services.keys, guard))
+        app.register_blueprint(cache_api.blueprint(self.store, self.services, guard))
 
         @app.get("/health")
         async def health() -> Any:
