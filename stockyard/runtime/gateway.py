@@ -69,7 +69,10 @@ class Gateway:
         self, scope: Scope, receive: Receive, trace_id: str, started: float
     ) -> tuple[RequestContext, ActiveGeneration]:
         if scope["method"] != "POST":
-            raise GatewayError(f"{scope['path']} takes POST", status=405, code="method_not_allowed")
+            raise GatewayError(
+                f"{scope['path']} takes POST", status=405, code="method_not_allowed",
+                headers={"allow": "POST"},
+            )
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         raw = await self._read_body(receive, headers)
         body = _parse(raw)
@@ -114,6 +117,22 @@ class Gateway:
     async def _serve(
         self, ctx: RequestContext, active: ActiveGeneration, receive: Receive, send: Send
     ) -> None:
+        """Run the route's handler and send its answer; a caller who leaves stops the work."""
+        work = asyncio.current_task()
+        assert work is not None
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, work))
+        try:
+            await self._respond(ctx, active, send)
+        except asyncio.CancelledError:
+            if not ctx.notes.get("disconnected"):
+                raise
+            work.uncancel()  # our own cancellation: the request is over, recording is not
+            ctx.status = ctx.status or 499
+            ctx.error = ctx.error or "client disconnected"
+        finally:
+            watcher.cancel()
+
+    async def _respond(self, ctx: RequestContext, active: ActiveGeneration, send: Send) -> None:
         handler = active.handlers[ctx.route.name]
         try:
             response = await handler(ctx)
@@ -139,7 +158,15 @@ class Gateway:
             await send({"type": "http.response.body", "body": response.body})
             return
         await _start(send, response.status, headers)
-        await _pump(ctx, response, receive, send)
+        await _pump(ctx, response, send)
+
+
+async def _watch_disconnect(receive: Receive, ctx: RequestContext, work: asyncio.Task[Any]) -> None:
+    """Wait for the caller to go away (the body is already read), then cancel the request."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    ctx.notes["disconnected"] = True
+    work.cancel()
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
@@ -157,14 +184,13 @@ def _headers(ctx: RequestContext) -> dict[str, str]:
     return headers
 
 
-async def _pump(ctx: RequestContext, response: GatewayResponse, receive: Receive, send: Send) -> None:
-    """Forward a stream as it arrives; stop the upstream if the caller goes away."""
+async def _pump(ctx: RequestContext, response: GatewayResponse, send: Send) -> None:
+    """Forward a stream chunk by chunk as it arrives. An upstream failure after the first byte
+    becomes an SSE error event (never a fake [DONE]); closing the stream stops the upstream."""
     stream = response.stream
     assert stream is not None
-
     kept: list[bytes] | None = [] if ctx.keep_bodies else None
-
-    async def forward() -> None:
+    try:
         try:
             async for chunk in stream:
                 if kept is not None and len(kept) < 4096:
@@ -177,29 +203,11 @@ async def _pump(ctx: RequestContext, response: GatewayResponse, receive: Receive
             ctx.error = f"stream interrupted: {message}"
             ctx.status = 502
             log.warning("stream %s interrupted: %s", ctx.id, message)
-            await send({
-                "type": "http.response.body",
-                "body": sse.error_event(f"upstream stream failed: {message}", "upstream_error", "stream_interrupted"),
-                "more_body": True,
-            })
+            failure = sse.error_event(
+                f"upstream stream failed: {message}", "upstream_error", "stream_interrupted"
+            )
+            await send({"type": "http.response.body", "body": failure, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    pump = asyncio.ensure_future(forward())
-    watch = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-        if not pump.done():
-            ctx.error = "client disconnected"
-            ctx.notes["disconnected"] = True
-            pump.cancel()
-        for task in (pump, watch):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(pump, watch, return_exceptions=True)
     finally:
         if kept is not None:
             ctx.response_body = b"".join(kept)
