@@ -5,6 +5,7 @@ the real API checks. Plus unit tests of the request/answer translation."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -362,6 +363,21 @@ def test_stream_text(gw: Gateway, claude: FakeAnthropic) -> None:
     assert trace["stream"] is True and trace["status"] == 200
     assert (trace["prompt_tokens"], trace["completion_tokens"]) == (25, 4)
     assert Decimal(trace["cost"]) == expected_cost(PRICE, 25, 4)
+
+
+def test_stream_is_translated_as_it_arrives(gw: Gateway, claude: FakeAnthropic) -> None:
+    words = 6
+    claude.script = [Say(reply=" ".join(f"w{i}" for i in range(words)), chunk_delay=0.3)]
+    stream = gw.client().chat.completions.create(model="claude-test", messages=HELLO, stream=True)
+    arrivals: list[tuple[float, int]] = []  # (client time, upstream deltas sent by then)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append((time.monotonic(), claude.chunks_sent))
+    assert len(arrivals) == words
+    first_at, sent_when_first_arrived = arrivals[0]
+    assert sent_when_first_arrived < words  # the first word came before the last was sent
+    assert claude.last_chunk_at is not None and first_at < claude.last_chunk_at
+    assert arrivals[-1][0] - first_at >= 0.3 * (words - 2)
 
 
 def test_stream_usage_chunk_when_asked(gw: Gateway, claude: FakeAnthropic) -> None:
