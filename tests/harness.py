@@ -59,6 +59,8 @@ class Received:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float
+    cancelled: bool = False  # the client (the gateway) went away before the end
+    chunks: int = 0  # content chunks streamed to it
 
 
 class Upstream:
@@ -80,6 +82,7 @@ class Upstream:
         self.first_chunk_at: float | None = None
         self.last_chunk_at: float | None = None
         self._lock = threading.Lock()
+        self._epoch = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._runner: web.AppRunner | None = None
@@ -116,6 +119,7 @@ class Upstream:
             self.received = []
             self.cancelled = 0
             self.chunks_sent = 0
+            self._epoch += 1  # requests still running from before do not count any more
             self.first_chunk_at = self.last_chunk_at = None
 
     @property
@@ -144,14 +148,13 @@ class Upstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw) if raw else {}
+        entry = Received(request.path, dict(request.headers), body, time.monotonic())
         with self._lock:
-            self.received.append(
-                Received(request.path, dict(request.headers), body, time.monotonic())
-            )
+            self.received.append(entry)
+            epoch = self._epoch
         behaviour = self.next_behaviour()
         if behaviour.delay and not await self._sleep_unless_gone(request, behaviour.delay):
-            with self._lock:
-                self.cancelled += 1
+            self._note_cancel(entry, epoch)
             return web.Response(status=499)
         if behaviour.status >= 400:
             message = f"{self.name} says {behaviour.status}"
@@ -194,7 +197,13 @@ class Upstream:
                 },
                 headers=behaviour.headers,
             )
-        return await self._stream(request, body, behaviour, reply, usage)
+        return await self._stream(request, body, behaviour, reply, usage, entry, epoch)
+
+    def _note_cancel(self, entry: Received, epoch: int) -> None:
+        with self._lock:
+            entry.cancelled = True
+            if epoch == self._epoch:
+                self.cancelled += 1
 
     @staticmethod
     async def _sleep_unless_gone(request: web.Request, seconds: float) -> bool:
@@ -214,6 +223,8 @@ class Upstream:
         behaviour: Behaviour,
         reply: str,
         usage: dict[str, int],
+        entry: Received,
+        epoch: int,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"content-type": "text/event-stream", **behaviour.headers}
@@ -253,7 +264,8 @@ class Upstream:
                 )
             )
             with self._lock:
-                self.first_chunk_at = time.monotonic()
+                if epoch == self._epoch:
+                    self.first_chunk_at = time.monotonic()
             for index, word in enumerate(words):
                 if behaviour.fail_after_chunks is not None and index >= behaviour.fail_after_chunks:
                     # Break the connection mid-stream: no [DONE], no clean end.
@@ -274,8 +286,10 @@ class Upstream:
                     )
                 )
                 with self._lock:
-                    self.chunks_sent += 1
-                    self.last_chunk_at = time.monotonic()
+                    entry.chunks += 1
+                    if epoch == self._epoch:
+                        self.chunks_sent += 1
+                        self.last_chunk_at = time.monotonic()
             await response.write(
                 event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
             )
@@ -284,8 +298,7 @@ class Upstream:
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
-            with self._lock:
-                self.cancelled += 1
+            self._note_cancel(entry, epoch)
             raise
         return response
 
