@@ -15,6 +15,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -273,7 +274,7 @@ class FakeAnthropic(FakeServer):
                 },
                 headers={"request-id": "req_fake", **behaviour.headers},
             )
-        return await self._stream(request, say, ident, model, words, stop, usage, tool_id)
+        return await self._messages_stream(request, say, ident, model, words, stop, usage, tool_id)
 
     def _error(
         self, status: int, message: str, headers: dict[str, str] | None = None
@@ -285,7 +286,7 @@ class FakeAnthropic(FakeServer):
             headers=headers or {},
         )
 
-    async def _stream(  # type: ignore[override]
+    async def _messages_stream(
         self,
         request: web.Request,
         say: Say,
@@ -700,3 +701,19 @@ def data_of(events: list[str]) -> list[Any]:
                 payload = line[5:].strip()
                 out.append(payload if payload == "[DONE]" else json.loads(payload))
     return out
+
+
+def trace_id(response: Any) -> str:
+    """The gateway's trace id of a response (raw SDK response, or httpx)."""
+    value = response.headers.get("x-stockyard-trace-id")
+    assert value, f"no trace id header in {dict(response.headers)}"
+    return str(value)
+
+
+def expected_cost(
+    price: tuple[Any, Any, Any], prompt: int, completion: int, cached: int = 0
+) -> Decimal:
+    """Dollars for (input, output, cached) prices per 1M tokens, computed independently of
+    stockyard.pricing; ``prompt`` includes ``cached``."""
+    inp, out, cache = (Decimal(str(v)) for v in price)
+    return ((prompt - cached) * inp + cached * cache + completion * out) / Decimal(1_000_000)

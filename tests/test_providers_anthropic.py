@@ -22,9 +22,8 @@ from stockyard.providers.anthropic import (
     usage_to_openai,
 )
 
-from .fake_providers import FakeAnthropic, Say, data_of, sse_events
+from .fake_providers import FakeAnthropic, Say, data_of, expected_cost, sse_events, trace_id
 from .harness import Gateway, Upstream, provider, running_gateway
-from .test_records_support import expected_cost, trace_id
 
 KEY = "sk-ant-test-Qm4Vt8Xw2Lp6"
 PRICE = (Decimal(3), Decimal(15), Decimal("0.30"))  # the `price "claude-test"` block below

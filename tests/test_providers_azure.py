@@ -20,9 +20,8 @@ from stockyard.providers.azure import AzureAdapter
 from stockyard.providers.base import Timeouts, UpstreamRequest
 from stockyard.runtime.clients import HttpClients
 
-from .fake_providers import FakeAzure, data_of, sse_events
+from .fake_providers import FakeAzure, data_of, sse_events, trace_id
 from .harness import Behaviour, Gateway, Upstream, provider, running_gateway
-from .test_records_support import trace_id
 
 KEY = "azure-key-0123456789abcdef"
 HELLO = [{"role": "user", "content": "hello"}]

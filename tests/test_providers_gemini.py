@@ -26,9 +26,8 @@ from stockyard.providers.gemini import (
     usage_to_openai,
 )
 
-from .fake_providers import SIGNATURE, FakeGemini, Say, data_of, sse_events
+from .fake_providers import SIGNATURE, FakeGemini, Say, data_of, expected_cost, sse_events, trace_id
 from .harness import Gateway, Upstream, provider, running_gateway
-from .test_records_support import expected_cost, trace_id
 
 KEY = "gemini-test-key-Zr8Pq2Lm"
 PRICE = (Decimal("0.30"), Decimal("2.50"), Decimal("0.075"))  # `price "gemini-test"` below
