@@ -340,7 +340,7 @@ class WrkRun:
 def wrk(args: argparse.Namespace, port: int, concurrency: int, seconds: float,
         watch: dict[str, int] | None = None) -> WrkRun:
     argv = pinned(args.load_core, [
-        "wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA),
+        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA),
         f"http://127.0.0.1:{port}{CHAT_PATH}",
     ])
     watch = watch or {}
@@ -376,7 +376,7 @@ def measure(args: argparse.Namespace, port: int, concurrency: int, watch: dict[s
     if args.warmup > 0:
         wrk(args, port, concurrency, args.warmup)
     load = wait_quiet(args)
-    if load > args.quiet_limit:
+    if load > args.quiet_limit and args.quiet_wait > 0:
         print(f"bench: warning: the machine is busy ({100 * load:.0f}% on a core) before a run; "
               "numbers will be low", file=sys.stderr)
     runs = sorted((wrk(args, port, concurrency, args.duration, watch) for _ in range(args.repeat)),
@@ -386,8 +386,9 @@ def measure(args: argparse.Namespace, port: int, concurrency: int, watch: dict[s
 
 # --- streaming: time to first byte -----------------------------------------------------------
 
-async def _read_response(reader: asyncio.StreamReader, started: float) -> tuple[int, float, float, bytes]:
-    """Read one response: (status, first body byte at, end at, body), times since ``started``."""
+async def _read_response(reader: asyncio.StreamReader, started: float) -> tuple[int, float, float, bytes, bool]:
+    """Read one response: (status, first body byte at, end at, body, server closes), times since
+    ``started``."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     lower = head.lower()
@@ -407,31 +408,38 @@ async def _read_response(reader: asyncio.StreamReader, started: float) -> tuple[
         match = re.search(rb"content-length:\s*(\d+)", lower)
         body += await reader.readexactly(int(match.group(1)) if match else 0)
         first = time.perf_counter() - started
-    return status, first or 0.0, time.perf_counter() - started, bytes(body)
+    closing = b"\r\nconnection: close" in lower
+    return status, first or 0.0, time.perf_counter() - started, bytes(body), closing
 
 
 async def _sequential_client(port: int, count: int, warmup: int, body: bytes) -> dict[str, Any]:
-    """``warmup + count`` requests one after another on one keep-alive connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """``warmup + count`` requests one after another on a keep-alive connection (a new one when
+    the server closes it: Hypercorn does after keep_alive_max_requests, 1,000 by default)."""
     accept = "text/event-stream" if body is STREAM_BODY else "application/json"
     request = (f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n"
                f"Content-Type: application/json\r\nAccept: {accept}\r\n{key_header()}"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     firsts, totals = [], []
     last = b""
+    reconnects = 0
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for index in range(warmup + count):
             started = time.perf_counter()
             writer.write(request)
-            status, first, total, last = await _read_response(reader, started)
+            status, first, total, last, closing = await _read_response(reader, started)
             if status != 200:
                 raise SystemExit(f"bench: request answered {status}: {last[:300]!r}")
             if index >= warmup:
                 firsts.append(first * 1000)
                 totals.append(total * 1000)
+            if closing:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reconnects += 1
     finally:
         writer.close()
-    return {"ttfb_ms": firsts, "total_ms": totals, "last_body": last}
+    return {"ttfb_ms": firsts, "total_ms": totals, "last_body": last, "reconnects": reconnects}
 
 
 def key_header() -> str:
@@ -453,7 +461,7 @@ def latency_stats(port: int, args: argparse.Namespace) -> dict[str, Any]:
     coordinated omission, which inflates them wherever a run has a stall)."""
     result = asyncio.run(_sequential_client(port, args.latency_requests, args.latency_warmup, PLAIN_BODY))
     values = result["total_ms"]
-    return {"requests": len(values), "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90),
+    return {"requests": len(values), "reconnects": result["reconnects"], "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90),
             "p99_ms": percentile(values, 99), "mean_ms": statistics.fmean(values), "max_ms": max(values)}
 
 
@@ -477,7 +485,7 @@ def sanity(port: int, expected: bytes | None) -> bytes:
         writer.write((f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH}\r\n"
                       f"{key_header()}Content-Type: application/json\r\nContent-Length: {len(PLAIN_BODY)}\r\n\r\n").encode()
                      + PLAIN_BODY)
-        status, _, _, body = await _read_response(reader, time.perf_counter())
+        status, _, _, body, _ = await _read_response(reader, time.perf_counter())
         writer.close()
         return status, body
 
@@ -511,7 +519,10 @@ def profile(args: argparse.Namespace, gateway: Gateway, out_stem: Path) -> dict[
 
 
 def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks.
+
+    Self time is reliable. Inclusive shares are lower bounds: py-spy often sees a resumed
+    coroutine's frames without the event-loop frames beneath them."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     packages: dict[str, int] = {}
@@ -521,7 +532,7 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_frame_name(f) for f in stack.split(";")[1:]]  # [0] is the thread
+        frames = [_frame_name(f) for f in stack.split(";")]
         total += count
         if frames:
             own[frames[-1]] = own.get(frames[-1], 0) + count
@@ -784,8 +795,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(f"bench: stopped by signal {signum}")  # so that `finally` stops the servers
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     for tool in ("wrk", *(() if args.no_pin else ("taskset",))):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: `{tool}` not found (apt-get install wrk util-linux)")
