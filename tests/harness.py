@@ -272,8 +272,10 @@ class Upstream:
                     assert request.transport is not None
                     request.transport.abort()
                     return response
-                if behaviour.chunk_delay:
-                    await asyncio.sleep(behaviour.chunk_delay)
+                if behaviour.chunk_delay and not await self._sleep_unless_gone(
+                    request, behaviour.chunk_delay
+                ):
+                    raise ConnectionResetError("the client went away between chunks")
                 piece = word if index == 0 else " " + word
                 await response.write(
                     event(

@@ -17,7 +17,7 @@ from stockyard.runtime.services import breakers_from_env
 from .harness import Behaviour, Gateway, Upstream, closed_url, provider, running_gateway
 
 THRESHOLD = 3
-COOLDOWN = 1.0
+COOLDOWN = 2.0
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
@@ -111,13 +111,14 @@ def test_breaker_opens_skips_and_recovers(gw: Gateway, sick: Upstream, healthy: 
     # open: requests no longer reach the failing upstream, and the skip is on the trace
     skipped = []
     for _ in range(5):
+        before = sick.count
         response = send(gw, "opens-y")
         assert response.status_code == 200
         assert response.headers["x-stockyard-provider"] == "healthy"
-        if within_cooldown(opened):
+        if within_cooldown(opened):  # (after the cool-down one probe may reach it)
+            assert sick.count == before
             skipped.append(response.headers["x-stockyard-trace-id"])
-    assert skipped, "this machine is too slow for a 1 s cool-down"
-    assert sick.count == THRESHOLD
+    assert skipped, "this machine is too slow for the cool-down"
     for trace_id in skipped:
         attempts = gw.trace(trace_id)["attempts"]
         assert [(a["provider"], a["outcome"]) for a in attempts] == [
@@ -154,7 +155,7 @@ def test_open_breaker_on_only_provider_is_503(gw: Gateway, sick: Upstream) -> No
         opened = time.monotonic()
         assert send(gw, "solo-x").status_code == 502
     response = send(gw, "solo-x")
-    assert within_cooldown(opened), "this machine is too slow for a 1 s cool-down"
+    assert within_cooldown(opened), "this machine is too slow for the cool-down"
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "no_provider_available"
@@ -179,7 +180,7 @@ def test_connection_refused_opens_the_breaker(gw: Gateway, healthy: Upstream) ->
         opened = time.monotonic()
         send(gw, "dead-x")
     response = send(gw, "dead-y")
-    assert within_cooldown(opened), "this machine is too slow for a 1 s cool-down"
+    assert within_cooldown(opened), "this machine is too slow for the cool-down"
     assert response.headers["x-stockyard-provider"] == "healthy"
     attempts = gw.trace(response.headers["x-stockyard-trace-id"])["attempts"]
     assert attempts[0]["provider"] == "dead" and attempts[0]["outcome"] == "skipped"

@@ -179,7 +179,7 @@ def test_mock_fail_rate_fails_over(gw: Gateway) -> None:
 def test_mock_latency_obeys_route_timeout(gw: Gateway) -> None:
     started = time.monotonic()
     raw = gw.client().chat.completions.with_raw_response.create(model="late-1", messages=MESSAGES)  # type: ignore[arg-type]
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4  # cut at 300 ms, not after 5 s
     assert raw.headers["x-stockyard-provider"] == "echo"
     assert raw.parse().model == "mock-fallback"
     with pytest.raises(openai.APIStatusError) as caught:
