@@ -61,6 +61,7 @@ class Received:
     at: float
     cancelled: bool = False  # the client (the gateway) went away before the end
     chunks: int = 0  # content chunks streamed to it
+    raw: bytes = b""  # the body exactly as it arrived
 
 
 class Upstream:
@@ -148,7 +149,7 @@ class Upstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw) if raw else {}
-        entry = Received(request.path, dict(request.headers), body, time.monotonic())
+        entry = Received(request.path, dict(request.headers), body, time.monotonic(), raw=raw)
         with self._lock:
             self.received.append(entry)
             epoch = self._epoch

@@ -90,13 +90,15 @@ def test_sync_chat(gw: Gateway, up: Upstream) -> None:
 def test_body_forwarded_unchanged(gw: Gateway, up: Upstream) -> None:
     """Fields the gateway does not know about reach the upstream untouched."""
     raw = b'{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"x_vendor":{"a":[1,2.5,null]}}'
-    response = httpx.post(
-        f"{gw.url}/v1/chat/completions",
-        content=raw,
-        headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
-    )
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    response = httpx.post(f"{gw.url}/v1/chat/completions", content=raw, headers=headers)
     assert response.status_code == 200, response.text
     assert up.received[0].body["x_vendor"] == {"a": [1, 2.5, None]}
+    # not even re-serialised: the upstream gets the caller's bytes
+    odd = b'{ "messages" : [{"content":"x","role":"user"}],\n  "model":"gpt-4o", "top_p": 1.0e0 }'
+    response = httpx.post(f"{gw.url}/v1/chat/completions", content=odd, headers=headers)
+    assert response.status_code == 200, response.text
+    assert up.received[1].raw == odd
 
 
 def test_sync_stream(gw: Gateway, up: Upstream) -> None:
