@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import openai
 import pytest
 
-from .harness import Gateway, Upstream
+from .harness import Gateway, Upstream, running_gateway
 
 
 def pipeline(*upstreams: Upstream, chain: str | None = None, extra: str = "") -> str:
@@ -23,9 +25,34 @@ route chat {{
 """
 
 
+@pytest.fixture(scope="module")
+def shared_upstream() -> Iterator[Upstream]:
+    server = Upstream("primary")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(
+    tmp_path_factory: pytest.TempPathFactory, shared_upstream: Upstream
+) -> Iterator[Gateway]:
+    files = {"main.pipe": pipeline(shared_upstream)}
+    with running_gateway(tmp_path_factory.mktemp("basic"), files) as gw:
+        yield gw
+
+
+@pytest.fixture
+def upstream(shared_upstream: Upstream) -> Upstream:
+    shared_upstream.reset()
+    return shared_upstream
+
+
+@pytest.fixture
+def gateway(shared_gateway: Gateway) -> Gateway:
+    return shared_gateway
+
+
 def test_chat_through_openai_sdk(gateway: Gateway, upstream: Upstream) -> None:
-    gateway.write("main.pipe", pipeline(upstream))
-    gateway.start()
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-caller-secret-123456")
     response = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
@@ -43,8 +70,6 @@ def test_chat_through_openai_sdk(gateway: Gateway, upstream: Upstream) -> None:
 
 
 def test_stream_through_openai_sdk(gateway: Gateway, upstream: Upstream) -> None:
-    gateway.write("main.pipe", pipeline(upstream))
-    gateway.start()
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-x")
     chunks = list(
         client.chat.completions.create(
@@ -59,8 +84,6 @@ def test_stream_through_openai_sdk(gateway: Gateway, upstream: Upstream) -> None
 
 
 def test_bad_requests_get_openai_errors(gateway: Gateway, upstream: Upstream) -> None:
-    gateway.write("main.pipe", pipeline(upstream))
-    gateway.start()
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-x", max_retries=0)
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="gpt-4o", messages="nope")  # type: ignore[arg-type]
