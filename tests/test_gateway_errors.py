@@ -252,3 +252,12 @@ def test_stream_errors_before_first_byte_are_plain_json(gw: Gateway, up: Upstrea
     with pytest.raises(openai.APIStatusError) as caught:
         list(gw.client(KEY).chat.completions.create(model="gpt-4o", messages=[], stream=True))
     assert caught.value.status_code == 502
+
+
+@pytest.mark.parametrize("value", ["soon", "inf", "99999999999"])
+def test_429_with_odd_retry_after(gw: Gateway, up: Upstream, value: str) -> None:
+    up.script = [Behaviour(status=429, headers={"retry-after": value})]
+    response = post(gw, {"model": "gpt-4o", "messages": []})
+    error_of(response, 429)
+    retry = response.headers.get("retry-after")
+    assert retry is None or (retry.isdigit() and int(retry) <= 86_400)

@@ -4,6 +4,7 @@ first-token timeout. One gateway serves every scenario; routes are picked by mod
 
 from __future__ import annotations
 
+import email.utils
 import time
 from collections.abc import Iterator
 
@@ -296,3 +297,23 @@ def test_first_token_timeout_does_not_apply_to_plain_requests(
     text, _ = chat(gw, "ft-plain")
     assert text == "alpha answers alpha-model"
     assert b.count == 0
+
+
+@pytest.mark.parametrize("value", ["soon", "inf", "nan", "1e400", "Wed, 99 Foo 2026 99:99:99 GMT"])
+def test_garbage_retry_after_is_ignored(gw: Gateway, a: Upstream, b: Upstream, value: str) -> None:
+    """A Retry-After that is neither seconds nor an HTTP date is ignored, not a gateway crash."""
+    a.script = [Behaviour(status=429, headers={"retry-after": value})]
+    text, _ = chat(gw, "fo-garbage")
+    assert text == "beta answers beta-model"
+
+
+def test_retry_after_as_http_date(gw: Gateway, a: Upstream, b: Upstream) -> None:
+    due = int(time.time() + 1.5)  # HTTP dates have whole seconds: 0.5 to 1.5 s from now
+    a.script = [
+        Behaviour(status=503, headers={"retry-after": email.utils.formatdate(due, usegmt=True)})
+    ]
+    text, _ = chat(gw, "retry-date")
+    assert text == "alpha answers retry-date"
+    assert a.count == 2 and b.count == 0
+    retried_at = time.time() - (time.monotonic() - a.received[1].at)  # wall clock
+    assert retried_at >= due - 0.05, f"retried {due - retried_at:.3f}s before the date"

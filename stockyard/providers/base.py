@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -58,24 +60,38 @@ class Adapter(Protocol):
     async def aclose(self) -> None: ...
 
 
+MAX_RETRY_AFTER = 86_400.0  # a day: anything longer is as good as "not soon"
+
+
 def retry_after(headers: dict[str, str]) -> float | None:
-    """Seconds from a Retry-After (or retry-after-ms) header, if any."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+    """Seconds from a Retry-After (or retry-after-ms) header, if any. Values that are neither a
+    number nor an HTTP date are ignored, never an error: they come from outside."""
+    ms = _finite(headers.get("retry-after-ms"))
+    if ms is not None:
+        return min(max(0.0, ms / 1000), MAX_RETRY_AFTER)
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
+    seconds = _finite(value)
+    if seconds is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        return max(0.0, parsed.timestamp() - time.time())
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.UTC)  # HTTP dates are in GMT
+        seconds = parsed.timestamp() - time.time()
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+def _finite(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def error_message(body: bytes, limit: int = 500) -> str:
