@@ -186,6 +186,45 @@ def test_connection_refused_opens_the_breaker(gw: Gateway, healthy: Upstream) ->
     assert attempts[0]["provider"] == "dead" and attempts[0]["outcome"] == "skipped"
 
 
+def test_fixing_a_provider_by_reload_resets_its_breaker(
+    gw: Gateway, sick: Upstream, healthy: Upstream
+) -> None:
+    """An operator points a failing provider elsewhere: the new definition is tried at once,
+    not after the old definition's cool-down."""
+
+    def moving(url: str) -> str:
+        return provider("moving", url) + (
+            'route moving {\n  path /v1/chat/completions\n  models "moving-*"\n'
+            "  chain moving -> healthy\n  modules [trace]\n}\n"
+        )
+
+    def reloads() -> int:
+        return gw.api("GET", "/api/proxy/reload").json()["reloads"]
+
+    count = reloads()
+    gw.write("moving.pipe", moving(closed_url()))
+    try:
+        deadline = time.monotonic() + 10
+        while reloads() == count:
+            assert time.monotonic() < deadline, "moving.pipe was not loaded"
+            time.sleep(0.02)
+        for _ in range(THRESHOLD):
+            opened = time.monotonic()
+            assert send(gw, "moving-x").headers["x-stockyard-provider"] == "healthy"
+        assert circuit(gw, "moving") == "open"
+        count = reloads()
+        gw.write("moving.pipe", moving(sick.url))  # fixed: now it points at a live upstream
+        while reloads() == count:
+            assert time.monotonic() < deadline, "the fix was not loaded"
+            time.sleep(0.02)
+        response = send(gw, "moving-y")
+        assert within_cooldown(opened), "this machine is too slow for the cool-down"
+        assert response.headers["x-stockyard-provider"] == "moving"
+        assert circuit(gw, "moving") == "closed"
+    finally:
+        (gw.pipelines / "moving.pipe").unlink()
+
+
 # --- the state machine itself, on a fake clock ---------------------------------------------
 
 

@@ -63,6 +63,10 @@ class Breakers:
         if state is not None:
             state.probe_started = None
 
+    def reset(self, provider: str) -> None:
+        """Forget everything about ``provider`` (its definition changed)."""
+        self._states.pop(provider, None)
+
     def state(self, provider: str) -> str:
         state = self._states.get(provider)
         if state is None or state.opened_at is None:

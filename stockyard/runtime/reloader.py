@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,9 @@ class Reloader:
                     sources,
                     actor,
                 )
-            self.current = active
+            previous, self.current = self.current, active
+            if previous is not None:
+                self._reset_breakers(previous, active)
             status.ok, status.at, status.source_hash = True, time.time(), digest
             status.message = (
                 f"loaded {len(active.generation.routes)} route(s) from {len(sources)} file(s)"
@@ -147,6 +149,17 @@ class Reloader:
                 },
             )
             return status
+
+    def _reset_breakers(self, previous: ActiveGeneration, active: ActiveGeneration) -> None:
+        """A provider whose definition changed (say, its base_url was fixed) is a new provider:
+        its breaker forgets the failures of the old definition."""
+        breakers = getattr(self.services, "breakers", None)
+        if breakers is None:
+            return
+        for name, spec in active.generation.providers.items():
+            old = previous.generation.providers.get(name)
+            if old is not None and replace(old, source="") != replace(spec, source=""):
+                breakers.reset(name)
 
     async def _failed(
         self, message: str, diagnostics: Any, sources: dict[str, str], actor: str
