@@ -122,6 +122,8 @@ def test_failover_on_status_rewrites_model_per_hop(
         ("alpha", "alpha-model", status, "error"),
         ("beta", "beta-model", 200, "ok"),
     ]
+    assert all(t["latency_ms"] > 0 for t in attempts)
+    assert status == 429 or str(status) in attempts[0]["error"]
 
 
 def test_failover_on_timeout(gw: Gateway, a: Upstream, b: Upstream) -> None:
