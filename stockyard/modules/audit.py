@@ -7,6 +7,7 @@ from typing import Any
 
 from ..dsl.schema import RECORDS, ModuleSpec, frozen_map
 from ..runtime.context import RequestContext
+from ..store.money import dollars_text, to_pico
 
 
 def request_event(ctx: RequestContext) -> dict[str, Any]:
@@ -23,7 +24,8 @@ def request_event(ctx: RequestContext) -> dict[str, Any]:
         "cache": ctx.cache,
         "prompt_tokens": ctx.usage.prompt_tokens,
         "completion_tokens": ctx.usage.completion_tokens,
-        "cost": format(ctx.cost, "f") if ctx.cost is not None else None,
+        # the same exact text as the traces and spend APIs ("0.00000585", never "5.850E-6")
+        "cost": dollars_text(to_pico(ctx.cost)) if ctx.cost is not None else None,
         "error": ctx.error,
         "client_ip": ctx.client_ip,
     }

@@ -12,29 +12,58 @@ import orjson
 from ..dsl.schema import RECORDS, ModuleSpec, Param, frozen_map
 from ..dsl.types import Boolean, Size
 from ..runtime.context import RequestContext
+from ..runtime.env import resolve
 from ..store.money import to_pico
 
 # Credentials that must never be stored, even inside a recorded body.
 _TOKENS = re.compile(rb"\b(?:sk|pk|rk|sy)-[A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}")
+# A JSON string value (escaped quotes included) of a field whose name says it is a credential:
+# "api_key", "x-api-key", "apiKey", "Authorization", "client_secret", "access_token", ...
 _SECRET_FIELDS = re.compile(
-    rb'("(?:api[_-]?key|authorization|password|secret|token|access_token)"\s*:\s*)"[^"]*"', re.I
+    rb'("(?:[\w-]*[_-])?(?:api[_-]?key|authorization|password|secret|token)"\s*:\s*)'
+    rb'"(?:[^"\\]|\\.)*"',
+    re.I,
 )
 
 
 def _redact(body: bytes | None, limit: int, secrets: tuple[str, ...]) -> str | None:
+    """Remove known secrets and credential-shaped text, then cap at ``limit`` bytes (redacting
+    first, so a secret cut in half by the cap cannot slip through)."""
     if body is None:
         return None
     for secret in secrets:
-        if secret:
+        if secret and len(secret) >= 4:
             body = body.replace(secret.encode(), b"[redacted]")
+            escaped = orjson.dumps(secret)[1:-1]  # as it appears inside a JSON string
+            if escaped != secret.encode():
+                body = body.replace(escaped, b"[redacted]")
     body = _SECRET_FIELDS.sub(rb'\1"[redacted]"', _TOKENS.sub(b"[redacted]", body))
     text = body[:limit].decode("utf-8", "replace")
     return text + ("…[truncated]" if len(body) > limit else "")
 
 
+_provider_keys: tuple[Any, tuple[str, ...]] = (None, ())  # (generation, its resolved keys)
+
+
+def _secrets(ctx: RequestContext) -> tuple[str, ...]:
+    """The caller's key and every provider key of the serving generation: an upstream may echo
+    a key back in an answer, and a recorded body must not carry it into the database."""
+    global _provider_keys
+    generation = ctx.generation
+    if _provider_keys[0] is not generation:
+        keys = (
+            resolve(spec.api_key)
+            for spec in generation.providers.values()
+            if spec.api_key is not None and spec.api_key != "passthrough"
+        )
+        _provider_keys = (generation, tuple(dict.fromkeys(k for k in keys if k)))
+    caller = ctx.caller_key
+    return (caller, *_provider_keys[1]) if caller else _provider_keys[1]
+
+
 def trace_row(ctx: RequestContext, bodies: bool, limit: int) -> tuple[Any, ...]:
     notes = {k: v for k, v in ctx.notes.items() if not k.startswith("_")}
-    secrets = (ctx.caller_key or "",)
+    secrets = _secrets(ctx) if bodies else ()
     return (
         ctx.id, ctx.started_at, ctx.route.name, ctx.project, ctx.key_id, ctx.path, ctx.model,
         ctx.served_model, ctx.provider, ctx.status or 0, ctx.error, int(ctx.stream), ctx.cache,

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from .ledger import COLUMNS, Chain, Verifier, row_to_event
+from .ledger import COLUMNS, Chain, Verifier, now_iso, row_to_event
 from .schema import LATEST, MIGRATIONS
 from .spend import SpendCounters
 
@@ -39,17 +39,43 @@ _UPSERT_SPEND = (
     f"ON CONFLICT ({', '.join(SPEND_KEY)}) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in SPEND_VALUES)
 )
+# Errors caused by a record's content, not by the database's state.
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+                sqlite3.DataError)
+
 _INSERT_EVENT = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer Stockyard: opening it could lose data."""
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring a database up to the latest schema; returns the version it was at."""
+    """Bring a database up to the latest schema; returns the version it was at.
+
+    Each migration runs in its own IMMEDIATE transaction, so two processes opening a fresh file
+    at once (a gateway and the CLI) cannot both apply it: the second waits, finds the tables
+    there, and moves on.
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > LATEST:
-        raise RuntimeError(f"database schema {version} is newer than this Stockyard ({LATEST})")
+        path = conn.execute("PRAGMA database_list").fetchone()[2] or "the database"
+        raise SchemaTooNew(
+            f"{path}: database schema version {version} is newer than this Stockyard supports "
+            f"({LATEST}); upgrade Stockyard, or point --db at another file"
+        )
     for number, script in MIGRATIONS:
         if number > version:
-            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+                )
+            except sqlite3.OperationalError:
+                if conn.in_transaction:
+                    conn.rollback()
+                if conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+                    continue  # another process applied it first
+                raise
     return version
 
 
@@ -82,8 +108,10 @@ class Store:
         self.failed_batches = 0
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self.dropped = 0  # records lost to write failures (bad rows, a full disk)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._batch_ready = asyncio.Event()  # batch_size rows are waiting: flush now
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -96,6 +124,8 @@ class Store:
         await self._writer.execute("PRAGMA busy_timeout=5000")
         self._reader = await aiosqlite.connect(str(self.path))
         await self._reader.execute("PRAGMA busy_timeout=5000")
+        # Set once: readers share this connection, so a per-query switch would race.
+        self._reader.row_factory = sqlite3.Row
         async with self._writer.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1") as cursor:
             row = await cursor.fetchone()
         if row:
@@ -106,6 +136,7 @@ class Store:
     async def close(self) -> None:
         """Flush everything queued, then close. Nothing enqueued before this is lost."""
         self._closing = True
+        self._batch_ready.set()
         if self._task is not None:
             await self.queue.put(("stop", None))
             await self._task
@@ -118,11 +149,15 @@ class Store:
     # --- producers (the request path) -------------------------------------------------------
 
     async def put(self, kind: str, item: Any) -> None:
+        queue = self.queue
         try:
-            self.queue.put_nowait((kind, item))
+            queue.put_nowait((kind, item))
         except asyncio.QueueFull:
             self.waits += 1
-            await self.queue.put((kind, item))
+            self._batch_ready.set()
+            await queue.put((kind, item))
+        if queue.qsize() + 1 >= self.batch_size:  # + the row the writer holds while it waits
+            self._batch_ready.set()
 
     async def add_trace(self, row: tuple[Any, ...]) -> None:
         await self.put("trace", row)
@@ -140,36 +175,65 @@ class Store:
     async def add_event(
         self, type_: str, actor: str, resource: str, action: str, detail: dict[str, Any]
     ) -> None:
-        await self.put("event", (type_, actor, resource, action, detail))
+        # the time is taken now, when it happened, not when the writer gets to it
+        await self.put("event", (type_, actor, resource, action, detail, now_iso()))
 
     # --- the writer -------------------------------------------------------------------------
 
     async def _run(self) -> None:
         stop = False
+        queue = self.queue
         while not stop:
-            first = await self.queue.get()
+            first = await queue.get()
             batch = [first]
-            if first[0] != "stop" and not self._closing:
-                await asyncio.sleep(self.flush_interval)  # let a batch gather
+            if first[0] != "stop" and not self._closing and queue.qsize() + 1 < self.batch_size:
+                # let a batch gather: flush after flush_interval, or as soon as batch_size
+                # rows wait, whichever comes first
+                self._batch_ready.clear()
+                try:
+                    await asyncio.wait_for(self._batch_ready.wait(), self.flush_interval)
+                except TimeoutError:
+                    pass
             while len(batch) < self.batch_size:
                 try:
-                    batch.append(self.queue.get_nowait())
+                    batch.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
             stop = any(kind == "stop" for kind, _ in batch)
-            await self._write([b for b in batch if b[0] != "stop"])
+            await self._write_safely([b for b in batch if b[0] != "stop"])
             if stop:  # drain anything that raced in before the stop marker was seen
                 rest = []
-                while not self.queue.empty():
-                    item = self.queue.get_nowait()
+                while not queue.empty():
+                    item = queue.get_nowait()
                     if item[0] != "stop":
                         rest.append(item)
-                if rest:
-                    await self._write(rest)
+                for start in range(0, len(rest), self.batch_size):
+                    await self._write_safely(rest[start : start + self.batch_size])
 
-    async def _write(self, batch: list[tuple[str, Any]]) -> None:
+    async def _write_safely(self, batch: list[tuple[str, Any]]) -> None:
+        """Write a batch; if a bad record spoils it, write the others one by one. The writer
+        task never dies: a dead writer would stop all recording and then, once the queue is
+        full, every request."""
+        try:
+            outcome = await self._write(batch)
+            if outcome == "bad" and len(batch) > 1:
+                log.warning("writing the %d records of a failed batch one by one", len(batch))
+                for item in batch:
+                    if await self._write([item]) != "ok":
+                        self.dropped += 1
+                        log.error("dropped a %s record that cannot be written", item[0])
+            elif outcome != "ok":
+                self.dropped += len(batch)
+        except Exception:
+            self.failed_batches += 1
+            self.dropped += len(batch)
+            log.exception("the store writer failed on a batch of %d records", len(batch))
+
+    async def _write(self, batch: list[tuple[str, Any]]) -> str:
+        """One transaction for the whole batch: ``ok`` (committed), ``bad`` (a record's content
+        was refused: retrying the same batch cannot help) or ``failed`` (after retries)."""
         if not batch:
-            return
+            return "ok"
         traces = [item for kind, item in batch if kind == "trace"]
         spend: dict[tuple[str, ...], list[int]] = {}
         for kind, item in batch:
@@ -202,10 +266,14 @@ class Store:
                 for (_work, future), result in zip(calls, results):
                     if not future.done():
                         future.set_result(result)
-                return
+                return "ok"
             except sqlite3.Error as error:
                 await conn.rollback()
                 log.error("store write failed (attempt %d): %s", attempt + 1, error)
+                if isinstance(error, _DATA_ERRORS):
+                    if len(batch) > 1:
+                        return "bad"  # the caller writes the records one by one
+                    break
                 await asyncio.sleep(0.2 * (attempt + 1))
             except Exception as error:  # a call's own failure: report it to its caller only
                 await conn.rollback()
@@ -217,7 +285,8 @@ class Store:
             if not future.done():
                 future.set_exception(RuntimeError("the database write failed; see the log"))
         self.failed_batches += 1
-        log.error("dropped a batch of %d records after repeated write failures", len(batch))
+        log.error("dropped %d record(s) after repeated write failures", len(batch))
+        return "failed"
 
     async def _link(self, conn: aiosqlite.Connection, items: list[Any]) -> list[tuple[Any, ...]]:
         """Chain events after the head as it is on disk now (inside the write transaction)."""
@@ -231,7 +300,6 @@ class Store:
     async def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         conn = self._reader
         assert conn is not None
-        conn.row_factory = sqlite3.Row
         async with conn.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
@@ -240,7 +308,6 @@ class Store:
         last = 0
         conn = self._reader
         assert conn is not None
-        conn.row_factory = None
         while True:
             async with conn.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, page)

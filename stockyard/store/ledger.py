@@ -89,6 +89,9 @@ class Verifier:
             detail_obj = json.loads(detail)
         except (TypeError, ValueError):
             return self._break(seq, "detail is not valid JSON")
+        if not isinstance(detail, str) or canonical(detail_obj).decode() != detail:
+            # the writer stores canonical JSON: any other spelling was edited after the fact
+            return self._break(seq, "detail is not in the canonical form it was written in")
         event = {"seq": seq, "ts": ts, "type": type_, "actor": actor, "resource": resource,
                  "action": action, "detail": detail_obj}
         if event_hash(prev_hash, event) != digest:

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""What recording costs: requests/s through the gateway with ``trace`` + ``audit`` on vs off.
+
+    python bench/records_bench.py                     # 8 s runs, 3 rounds, concurrency 64
+    python bench/records_bench.py --duration 15 --repeat 5
+    python bench/records_bench.py --variants off,on,bodies,trace,audit
+    python bench/records_bench.py --json /tmp/records.json
+
+Setup: bench/upstream.py (a raw asyncio mock of the OpenAI API, much faster than the gateway)
+and wrk (bench/chat.lua: a small non-streaming chat completion for ``gpt-4o-mini``) pinned to
+one core (``--load-core``, default 1); one gateway per variant, each with its own fresh
+database, pinned to another (``--gateway-core``, default 0). All gateways start first; then
+the wrk runs alternate between them round by round (off, on, on, off, ...), so a machine
+that gets busier or quieter during the benchmark shifts both sides alike. Per variant the
+median run counts.
+
+Reported per variant: requests/s, latency p50/p99, the gateway's CPU time per request (less
+sensitive to other load on the machine than requests/s), and for the recording variants the
+records on disk afterwards (every answered request must have its trace row and ledger event)
+and the writer's back-pressure count. The cost of the records is ``1 - rps(on) / rps(off)``;
+the target is under 15 %.
+
+Needs Linux, ``wrk`` and ``taskset``. A benchmark, not a test: numbers vary run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+LUA = BENCH / "chat.lua"
+PATH = "/v1/chat/completions"
+TARGET = 0.15  # the records may cost at most this share of the throughput
+
+VARIANTS = {
+    "off": "",
+    "on": "trace, audit",
+    "trace": "trace",
+    "audit": "audit",
+    "bodies": "trace(bodies: true), audit",
+}
+
+
+def pinned(core: int | None, argv: list[str]) -> list[str]:
+    return argv if core is None else ["taskset", "-c", str(core), *argv]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 30) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return int(process.returncode)
+
+
+def pipeline(upstream_port: int, modules: str) -> str:
+    return f"""# written by bench/records_bench.py
+provider upstream {{
+  kind     openai
+  base_url "http://127.0.0.1:{upstream_port}/v1"
+  api_key  passthrough
+}}
+
+route chat {{
+  path    {PATH}
+  chain   upstream
+  modules [{modules}]
+}}
+"""
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    cpu_us_per_request: float
+
+
+@dataclass
+class Variant:
+    name: str
+    modules: str
+    workdir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    runs: list[Run] = field(default_factory=list)
+    requests_sent: int = 0
+    records: dict[str, Any] = field(default_factory=dict)
+
+    def median(self) -> Run:
+        ordered = sorted(self.runs, key=lambda r: r.rps)
+        return ordered[len(ordered) // 2]
+
+
+def start_upstream(args: argparse.Namespace) -> tuple[subprocess.Popen[str], int]:
+    argv = [sys.executable, str(BENCH / "upstream.py"), "--port", "0"]
+    process = subprocess.Popen(pinned(args.load_core, argv), stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("ready "):
+        stop(process)
+        raise SystemExit(f"records_bench: the upstream did not start ({line!r})")
+    return process, int(line.split()[1])
+
+
+def start_gateway(args: argparse.Namespace, variant: Variant, upstream_port: int) -> None:
+    pipes = variant.workdir / "pipelines"
+    pipes.mkdir(parents=True)
+    (pipes / "bench.pipe").write_text(pipeline(upstream_port, variant.modules))
+    variant.port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("STOCKYARD_ADMIN_KEY", None)
+    argv = [sys.executable, "-m", "stockyard", "serve", "--port", str(variant.port),
+            "--pipelines", str(pipes), "--db", str(variant.workdir / "stockyard.db"),
+            "--no-watch"]  # fmt: skip
+    log = (variant.workdir / "gateway.log").open("wb")
+    variant.process = subprocess.Popen(
+        pinned(args.gateway_core, argv), cwd=variant.workdir, env=env, stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + args.startup_timeout
+    while time.monotonic() < deadline:
+        try:
+            if http_get(variant.port, "/health", 0.5)[0] == 200:
+                return
+        except (OSError, IndexError, ValueError):
+            pass
+        if variant.process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise SystemExit(
+        f"records_bench: gateway `{variant.name}` did not start:\n"
+        + (variant.workdir / "gateway.log").read_text(errors="replace")
+    )
+
+
+def wrk(args: argparse.Namespace, variant: Variant, seconds: int) -> Run:
+    assert variant.process is not None
+    argv = pinned(args.load_core, [
+        "wrk", "-t1", f"-c{args.concurrency}", f"-d{seconds}s", "--timeout", "10s",
+        "-s", str(LUA), f"http://127.0.0.1:{variant.port}{PATH}",
+    ])  # fmt: skip
+    cpu_before = cpu_seconds(variant.process.pid)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    cpu = cpu_seconds(variant.process.pid) - cpu_before
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(
+            f"records_bench: wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+    data = json.loads(line.removeprefix("BENCHJSON "))
+    requests = int(data["requests"])
+    errors = sum(int(v) for k, v in data.items() if k.startswith("errors_"))
+    variant.requests_sent += requests
+    return Run(
+        rps=requests / (data["duration_us"] / 1e6),
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        requests=requests,
+        errors=errors,
+        cpu_us_per_request=cpu / max(1, requests) * 1e6,
+    )
+
+
+def metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def check_records(variant: Variant) -> None:
+    """After a graceful stop: every request answered has its trace row and ledger event."""
+    assert variant.process is not None
+    status, body = http_get(variant.port, "/metrics")
+    text = body.decode() if status == 200 else ""
+    variant.records["backpressure_waits"] = metric(text, "stockyard_store_backpressure_total")
+    variant.records["failed_batches"] = metric(text, "stockyard_store_failed_batches_total")
+    variant.records["exit_code"] = stop(variant.process)
+    conn = sqlite3.connect(variant.workdir / "stockyard.db")
+    try:
+        traces = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+        events = conn.execute("SELECT COUNT(*) FROM ledger WHERE type = 'request'").fetchone()[0]
+        spent = conn.execute("SELECT COALESCE(SUM(requests), 0) FROM spend_daily").fetchone()[0]
+    finally:
+        conn.close()
+    variant.records.update(traces=traces, ledger_events=events, spend_requests=spent)
+    variant.records["requests_sent"] = variant.requests_sent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per variant")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per variant")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--variants",
+        default="off,on",
+        help=f"comma-separated, from {', '.join(VARIANTS)} (default: off,on)",
+    )
+    parser.add_argument("--gateway-core", type=int, default=0)
+    parser.add_argument("--load-core", type=int, default=1)
+    parser.add_argument("--startup-timeout", type=float, default=60)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"records_bench: `{tool}` is not installed")
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or "off" not in names:
+        raise SystemExit(
+            f"records_bench: choose variants from {', '.join(VARIANTS)}, `off` included"
+        )
+
+    temp = Path(tempfile.mkdtemp(prefix="stockyard-records-bench-"))
+    upstream, upstream_port = start_upstream(args)
+    variants = [Variant(n, VARIANTS[n], temp / n) for n in names]
+    try:
+        for variant in variants:
+            start_gateway(args, variant, upstream_port)
+        for variant in variants:
+            wrk(args, variant, args.warmup)
+        for round_number in range(args.repeat):
+            order = variants if round_number % 2 == 0 else variants[::-1]
+            for variant in order:
+                run = wrk(args, variant, args.duration)
+                variant.runs.append(run)
+                print(f"round {round_number + 1}: {variant.name:7s} {run.rps:8.1f} req/s  "
+                      f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+                      f"{run.cpu_us_per_request:6.0f} us CPU/request  errors {run.errors}",
+                      flush=True)  # fmt: skip
+        for variant in variants:
+            if variant.modules:
+                check_records(variant)
+            elif variant.process is not None:
+                stop(variant.process)
+    finally:
+        for variant in variants:
+            if variant.process is not None and variant.process.poll() is None:
+                stop(variant.process)
+        stop(upstream)
+
+    off = next(v for v in variants if v.name == "off").median()
+    summary: dict[str, Any] = {
+        "concurrency": args.concurrency, "duration_s": args.duration, "repeat": args.repeat,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "loadavg_after": os.getloadavg()},
+        "variants": {},
+    }  # fmt: skip
+    print(f"\nconcurrency {args.concurrency}, median of {args.repeat} x {args.duration} s")
+    print(f"{'variant':8s} {'req/s':>9s} {'cost':>7s} {'p50 ms':>7s} {'p99 ms':>7s} "
+          f"{'CPU us/req':>10s} {'CPU cost':>8s}  records")  # fmt: skip
+    verdict_ok = True
+    for variant in variants:
+        med = variant.median()
+        cost = 1 - med.rps / off.rps
+        cpu_cost = med.cpu_us_per_request / off.cpu_us_per_request - 1
+        records = variant.records
+        complete = None
+        if records:
+            complete = (
+                (
+                    records["traces"] >= records["requests_sent"]
+                    and (
+                        variant.name == "trace"
+                        or records["ledger_events"] >= records["requests_sent"]
+                    )
+                )
+                if "trace" in variant.modules
+                else records["ledger_events"] >= records["requests_sent"]
+            )
+        note = "" if not records else (
+            f"{records['traces']} traces, {records['ledger_events']} events for "
+            f"{records['requests_sent']} requests; back-pressure {records['backpressure_waits']:.0f}"
+        )  # fmt: skip
+        print(f"{variant.name:8s} {med.rps:9.1f} {cost:7.1%} {med.p50_ms:7.2f} {med.p99_ms:7.2f} "
+              f"{med.cpu_us_per_request:10.0f} {cpu_cost:8.1%}  {note}")  # fmt: skip
+        summary["variants"][variant.name] = {
+            "modules": variant.modules, "median": med.__dict__, "runs": [r.__dict__ for r in variant.runs],
+            "throughput_cost": round(cost, 4), "cpu_cost": round(cpu_cost, 4),
+            "records": records, "records_complete": complete,
+        }  # fmt: skip
+        if variant.name == "on":
+            verdict_ok = cost < TARGET and complete is not False
+            summary["target"] = {"max_cost": TARGET, "cost": round(cost, 4), "met": verdict_ok}
+    if "target" in summary:
+        print(
+            f"\ntarget: trace + audit cost < {TARGET:.0%} of throughput: "
+            f"{'MET' if verdict_ok else 'NOT MET'} ({summary['target']['cost']:.1%})"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(temp, ignore_errors=True)
+    return 0 if verdict_ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
