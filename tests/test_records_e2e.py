@@ -314,6 +314,22 @@ def test_client_disconnect_mid_stream(gw: Gateway, ups: dict[str, Upstream]) -> 
     assert len(traces(gw, project="p-gone")) == 1
 
 
+def test_client_gone_before_the_answer(gw: Gateway, ups: dict[str, Upstream]) -> None:
+    ups["primary"].default = Behaviour(delay=3)
+    headers = {"authorization": f"Bearer {CALLER_KEY}", "x-stockyard-project": "p-gave-up"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gw.url}/v1/chat/completions", headers=headers, timeout=0.5,
+                   json={"model": "gpt-4o-mini", "messages": MESSAGES})  # fmt: skip
+    (row,) = wait_traces(gw, "p-gave-up", 1)
+    assert row["status"] == 499 and row["error"] == "client disconnected"
+    assert row["provider"] is None and dollars(row) == 0
+    (attempt,) = row["attempts"]
+    assert attempt["provider"] == "primary" and "went away" in attempt["error"]
+    assert ups["primary"].wait_for(lambda u: u.cancelled == 1)  # the upstream was told
+    time.sleep(0.2)
+    assert len(traces(gw, project="p-gave-up")) == 1
+
+
 def test_embeddings_trace(gw: Gateway) -> None:
     raw = client(gw, "p-embed").embeddings.with_raw_response.create(
         model="text-embedding-3-small", input="some text"
@@ -548,3 +564,45 @@ def test_every_request_is_in_the_ledger(gw: Gateway) -> None:
     assert verify["valid"] is True and verify["events_checked"] == len(events) >= 1
     assert verify["head_hash"] == events[-1]["hash"]
     assert get(gw, "/api/brand/ledger/verify") == verify
+
+
+def test_metrics_agree_with_the_traces(gw: Gateway) -> None:
+    """/metrics counts what the traces hold (every route here has `trace`)."""
+    chat(gw, "p-metrics", "gpt-4o-mini")
+    wait_traces(gw, "p-metrics", 1)
+    everything = traces(gw)
+    text = gw.api("GET", "/metrics").text
+    samples: dict[str, Decimal] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = Decimal(value)
+
+    def total(prefix: str, **labels: str) -> Decimal:
+        return sum(
+            (v for k, v in samples.items() if k.startswith(prefix + "{") or k == prefix
+             if all(f'{a}="{b}"' in k for a, b in labels.items())),
+            Decimal(0),
+        )  # fmt: skip
+
+    assert total("stockyard_requests_total") == len(everything)
+    assert total("stockyard_errors_total") == len(
+        [t for t in everything if t["status"] >= 400 or t["error"]]
+    )
+    assert total("stockyard_tokens_total", kind="prompt") == sum(
+        t["prompt_tokens"] for t in everything
+    )
+    assert total("stockyard_tokens_total", kind="completion") == sum(
+        t["completion_tokens"] for t in everything
+    )
+    assert total("stockyard_cost_dollars_total") == sum(
+        (dollars(t) or Decimal(0) for t in everything), Decimal(0)
+    )
+    assert samples['stockyard_request_duration_seconds_bucket{le="+Inf"}'] == len(everything)
+    assert samples["stockyard_request_duration_seconds_count"] == len(everything)
+    buckets = [
+        v for k, v in samples.items() if k.startswith("stockyard_request_duration_seconds_bucket")
+    ]
+    assert buckets == sorted(buckets)  # cumulative
+    assert samples["stockyard_store_queue_depth"] >= 0
+    assert samples["stockyard_reloads_total"] >= 1
