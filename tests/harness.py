@@ -50,6 +50,7 @@ class Behaviour:
     words: int | None = None  # stream length (chunks of content)
     first_chunk_delay: float = 0.0  # stream: after the headers, before the first event
     echo_auth: bool = False  # error bodies repeat the Authorization header they received
+    usage: dict[str, Any] | None = None  # the usage reported instead of 11 + 7 tokens
     echo: bool = False  # the answer repeats the last message's content
 
 
@@ -178,7 +179,7 @@ class Upstream:
                     "usage": {"prompt_tokens": 3, "total_tokens": 3},
                 }
             )
-        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        usage = behaviour.usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         if not body.get("stream"):
             return web.json_response(
                 {

@@ -19,7 +19,10 @@ How a request is admitted
 4. When the request has ended (a stream: at its last byte), the gateway adds the actual cost
    to the spend counters and then runs the request's recorders; the first of them releases
    the reservation. Spend therefore never overshoots a cap by more than what requests spent
-   beyond their estimates.
+   beyond their estimates. A request that was served but whose cost stays unknown (the
+   provider reported no usage: typically a stream the caller abandoned) keeps its reservation
+   until the cap resets — the worst case is booked, since the provider bills it anyway. (Kept
+   reservations live in memory: a restart forgets them.)
 
 Reservations live in ``services.shared("cost_cap")``, so a reload (or a runtime toggle, which
 rebuilds handlers) keeps them; they are keyed by scope, value and the UTC day / month the
@@ -222,6 +225,7 @@ class Reservations:
     daily: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
     monthly: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
     in_flight: int = 0
+    kept: int = 0  # pico-dollars of requests whose cost stayed unknown (kept reserved)
 
     def held(self, scope: str, value: str, day: str) -> tuple[int, int]:
         return self.daily.get((scope, value, day), 0), self.monthly.get((scope, value, day[:7]), 0)
@@ -242,6 +246,11 @@ class Reservations:
             else:
                 table.pop(key, None)
         self.in_flight -= 1
+
+    def keep(self, pico: int) -> None:
+        """A request ended with an unknown cost: its reservation stays, as spent."""
+        self.in_flight -= 1
+        self.kept += pico
 
 
 _PRICE_CACHE: dict[tuple[str, str, str], tuple[tuple[str, ModelPrice | None], ...]] = {}
@@ -362,6 +371,14 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
             if released:
                 return
             released = True
+            if done.cost is None and estimate:
+                # Served, but the cost is unknown (no usage reported, e.g. a stream the caller
+                # abandoned or one cut mid-way): the provider bills it all the same. The worst
+                # case stays booked until the cap resets, so unknown costs cannot evade it.
+                note["settled"] = None
+                note["kept"] = "cost unknown: the reservation stays booked until the cap resets"
+                reservations.keep(estimate)
+                return
             reservations.release(scope, value, day, estimate)
             note["settled"] = format(done.cost, "f") if done.cost is not None else None
 
