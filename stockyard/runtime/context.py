@@ -54,6 +54,8 @@ class Usage:
         self.cached_tokens = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
         out = usage.get("completion_tokens_details") or {}
         self.reasoning_tokens = _int(out.get("reasoning_tokens")) if isinstance(out, dict) else 0
+        # Cached tokens are part of the prompt; an upstream that says otherwise is not believed.
+        self.cached_tokens = min(self.cached_tokens, self.prompt_tokens)
         self.known = True
 
 

@@ -44,24 +44,38 @@ def settle_cost(ctx: RequestContext, overrides: Mapping[str, ModelPrice]) -> Non
 
 
 async def finish(ctx: RequestContext, services: Any, overrides: Mapping[str, ModelPrice]) -> None:
-    """Settle cost, count spend, run recorders. Never raises into the request path."""
+    """Settle cost, count spend, run recorders. Never raises into the request path, and one
+    failing step never keeps the others (a trace, a reservation's release) from running."""
     try:
         settle_cost(ctx, overrides)
-        store = getattr(services, "store", None)
-        pico = to_pico(ctx.cost) if ctx.cost is not None else 0
-        if store is not None:
-            day = utc_day(ctx.started_at)
-            key = (day, ctx.project, ctx.key_id or "", ctx.route.name,
-                   ctx.served_model or ctx.model, ctx.provider or "")
-            usage = ctx.usage
-            values = (1, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, pico,
-                      1 if ctx.cost is None else 0)
-            store.spend.add(day, ctx.project, ctx.key_id or "", ctx.route.name, pico)
-            await store.add_spend(key, values)
-        metrics = getattr(services, "metrics", None)
-        if metrics is not None:
-            metrics.observe(ctx)
-        for recorder in ctx.recorders:
-            await recorder(ctx)
+    except Exception as error:  # e.g. usage that contradicts itself
+        ctx.cost = None
+        ctx.notes["cost_unknown"] = f"usage could not be priced: {error}"
+        log.warning("request %s: cost unknown: %s", ctx.id, error)
+    try:
+        await _count_spend(ctx, services)
     except Exception:
-        log.exception("recording request %s failed", ctx.id)
+        log.exception("counting the spend of request %s failed", ctx.id)
+    for recorder in ctx.recorders:
+        try:
+            await recorder(ctx)
+        except Exception:
+            log.exception("a recorder of request %s failed", ctx.id)
+
+
+async def _count_spend(ctx: RequestContext, services: Any) -> None:
+    metrics = getattr(services, "metrics", None)
+    if metrics is not None:
+        metrics.observe(ctx)
+    store = getattr(services, "store", None)
+    if store is None:
+        return
+    pico = to_pico(ctx.cost) if ctx.cost is not None else 0
+    day = utc_day(ctx.started_at)
+    key = (day, ctx.project, ctx.key_id or "", ctx.route.name, ctx.served_model or ctx.model,
+           ctx.provider or "")
+    usage = ctx.usage
+    values = (1, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, pico,
+              1 if ctx.cost is None else 0)
+    store.spend.add(day, ctx.project, ctx.key_id or "", ctx.route.name, pico)
+    await store.add_spend(key, values)
