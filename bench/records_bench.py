@@ -231,6 +231,88 @@ def check_records(variant: Variant) -> None:
     variant.records["requests_sent"] = variant.requests_sent
 
 
+MICRO_BODY = (
+    b'{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},'
+    b'{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":32}'
+)
+MICRO_REPLY = (
+    b'{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"gpt-4o-mini",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},'
+    b'"finish_reason":"stop"}],"usage":{"prompt_tokens":13,"completion_tokens":7}}'
+)
+
+
+def micro(requests: int) -> dict[str, float]:
+    """In-process: CPU microseconds per request that the recording adds, writer included
+    (module chain, cost, spend, trace row, ledger hash, SQLite commits), independent of how
+    busy the machine is. Compared with the gateway's CPU time per request from the wrk runs."""
+    import asyncio
+
+    import orjson
+
+    sys.path.insert(0, str(ROOT))
+    from stockyard.dsl import CheckOptions, check
+    from stockyard.runtime.context import Attempt, GatewayResponse, RequestContext, new_trace_id
+    from stockyard.runtime.pipeline import activate, build_module
+    from stockyard.runtime.records import finish
+    from stockyard.runtime.services import Services
+    from stockyard.store import Store
+
+    async def one(modules: str, workdir: Path) -> float:
+        result = check({"bench.pipe": pipeline(9, modules)}, CheckOptions(check_env=False))
+        assert result.generation is not None, result.diagnostics
+        generation = result.generation
+        route = generation.routes[0]
+        store = Store(workdir / f"micro-{len(modules)}.db")
+        services = Services(store=store)
+        await store.open()
+        active = activate(generation, services)
+        chain = [build_module(config, services) for config in route.modules]
+
+        async def upstream(ctx: RequestContext) -> GatewayResponse:
+            attempt = Attempt("upstream", ctx.model, 200, 0.4, None, "ok")
+            ctx.attempts.append(attempt)
+            ctx.provider, ctx.served_model, ctx.status = "upstream", ctx.model, 200
+            ctx.usage.update_from_openai({"prompt_tokens": 13, "completion_tokens": 7})
+            return GatewayResponse(200, {"content-type": "application/json"}, MICRO_REPLY)
+
+        def wrap(module, call_next):  # type: ignore[no-untyped-def]
+            async def step(ctx: RequestContext) -> GatewayResponse:
+                return await module(ctx, call_next)
+
+            return step
+
+        handler = upstream
+        for module in reversed(chain):
+            handler = wrap(module, handler)
+        headers = {"authorization": "Bearer sk-bench-0123456789abcdef",
+                   "content-type": "application/json"}  # fmt: skip
+        started = time.process_time()
+        for _ in range(requests):
+            ctx = RequestContext(
+                id=new_trace_id(), method="POST", path=PATH, headers=headers,
+                client_ip="127.0.0.1", raw_body=MICRO_BODY, body=orjson.loads(MICRO_BODY),
+                generation=generation, route=route, model="gpt-4o-mini", stream=False,
+            )  # fmt: skip
+            await handler(ctx)
+            await finish(ctx, services, active.prices)
+            if store.queue.qsize() > 500:
+                await asyncio.sleep(0)  # let the writer run, as it would between requests
+        await store.close()  # everything written
+        elapsed = time.process_time() - started
+        await services.aclose()
+        return elapsed / requests * 1e6
+
+    with tempfile.TemporaryDirectory(prefix="stockyard-records-micro-") as temp:
+        asyncio.run(one(VARIANTS["on"], Path(temp)))  # warm-up: imports, caches
+        best: dict[str, float] = {}
+        for _round in range(3):  # interleaved; the fastest of three counts
+            for name in ("off", "on", "bodies"):
+                value = asyncio.run(one(VARIANTS[name], Path(temp)))
+                best[name] = min(best.get(name, value), value)
+        return best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per measured run")
@@ -246,7 +328,20 @@ def main() -> int:
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--startup-timeout", type=float, default=60)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--micro",
+        type=int,
+        default=20000,
+        metavar="N",
+        help="also time the recording in-process over N requests (0: skip)",
+    )
     args = parser.parse_args()
+    micro_us: dict[str, float] = {}
+    if args.micro:
+        micro_us = micro(args.micro)
+        print(f"in-process CPU per request: off {micro_us['off']:.1f} us, trace+audit "
+              f"{micro_us['on']:.1f} us, with bodies {micro_us['bodies']:.1f} us: the records "
+              f"add {micro_us['on'] - micro_us['off']:.1f} us", flush=True)  # fmt: skip
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"records_bench: `{tool}` is not installed")
@@ -328,6 +423,15 @@ def main() -> int:
         if variant.name == "on":
             verdict_ok = cost < TARGET and complete is not False
             summary["target"] = {"max_cost": TARGET, "cost": round(cost, 4), "met": verdict_ok}
+    if micro_us:
+        added = micro_us["on"] - micro_us["off"]
+        gateway_us = off.cpu_us_per_request
+        summary["micro_cpu_us"] = {k: round(v, 1) for k, v in micro_us.items()}
+        summary["micro_share_of_gateway_cpu"] = round(added / gateway_us, 4)
+        print(f"in-process: the records add {added:.1f} us CPU per request, "
+              f"{added / gateway_us:.1%} of the gateway's {gateway_us:.0f} us per request "
+              f"without them (a throughput cost of about {added / (gateway_us + added):.1%} "
+              f"when the gateway's core is the bottleneck)")  # fmt: skip
     if "target" in summary:
         print(
             f"\ntarget: trace + audit cost < {TARGET:.0%} of throughput: "

@@ -5,6 +5,8 @@ against an exported head; admin actions are recorded with their actor."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import random
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from stockyard.cli import main as cli_main
 from stockyard.store import connect_sync
 from stockyard.store.ledger import COLUMNS, GENESIS, Chain, Verifier, canonical, event_hash
 from stockyard.store.verify import head as cli_head
@@ -58,17 +61,6 @@ def build_ledger(path: Path, count: int = N) -> None:
     with connect_sync(path) as conn:
         conn.executemany(INSERT, rows)
     conn.close()
-
-
-def cli_start(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "stockyard", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -119,14 +111,26 @@ def api_verify(gw: Gateway, **params: str) -> dict[str, Any]:
     return get(gw, "/api/trust/ledger/verify", params=params, headers=auth())
 
 
+def cli_in_process(*args: str) -> tuple[int, str]:
+    """`stockyard ARGS` through the CLI's own entry point, without a new interpreter."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(list(args))
+    return code, out.getvalue()
+
+
 def all_verdicts(gw: Gateway, expect_head: str | None = None) -> list[dict[str, Any]]:
-    """The verdicts of the API, of `stockyard ledger verify` and of the Verifier (run side by
-    side: three walks of 10,000 events)."""
-    extra = ["--expect-head", expect_head] if expect_head else []
-    run = cli_start("ledger", "verify", "--db", str(db(gw)), "--format", "json", *extra)
+    """The verdicts of the API, of `stockyard ledger verify` and of the Verifier (the API's
+    walk runs in the gateway process meanwhile)."""
     with ThreadPoolExecutor(1) as pool:
         params = {"expect_head": expect_head} if expect_head else {}
         by_api_future = pool.submit(api_verify, gw, **params)
+        extra = ["--expect-head", expect_head] if expect_head else []
+        code, out = cli_in_process(
+            "ledger", "verify", "--db", str(db(gw)), "--format", "json", *extra
+        )
+        by_cli = json.loads(out)
+        assert code == (0 if by_cli["valid"] else 1), out
         verifier = Verifier(expect_head=expect_head)
         with sqlite3.connect(db(gw)) as conn:
             for row in conn.execute(SELECT + " ORDER BY seq"):
@@ -135,9 +139,6 @@ def all_verdicts(gw: Gateway, expect_head: str | None = None) -> list[dict[str, 
         conn.close()
         by_verifier = verifier.result()
         by_api = by_api_future.result()
-    out, err = run.communicate(timeout=60)
-    by_cli = json.loads(out)
-    assert run.returncode == (0 if by_cli["valid"] else 1), out + err
     assert by_api == by_cli == by_verifier
     return [by_api, by_cli, by_verifier]
 
@@ -325,6 +326,9 @@ def test_truncated_tail_detected_only_with_expect_head(gw: Gateway, tamper: Tamp
         assert verdict["valid"] is True and verdict["events_checked"] == N - 5
     for verdict in all_verdicts(gw, expect_head=head_hash):
         assert verdict["valid"] is False and "truncated" in verdict["reason"]
+    run = cli("ledger", "verify", "--db", str(db(gw)), "--expect-head", head_hash)
+    assert run.returncode == 1 and "BROKEN" in run.stdout and "truncated" in run.stdout
+    assert cli("ledger", "verify", "--db", str(db(gw))).returncode == 0
     alias = get(gw, "/api/brand/ledger/verify", params={"expect_head": head_hash}, headers=auth())
     assert alias["valid"] is False and alias["events_checked"] == N - 5
 
