@@ -115,12 +115,6 @@ def test_the_served_name_itself_is_not_routed(gw: Gateway, up: Upstream) -> None
     assert up.count == 0
 
 
-@pytest.mark.xfail(
-    reason="checker bug (stockyard/dsl/route_checks.py _check_prices): an alias name that "
-    "`model_alias` maps to a priced model is reported as SY305 `has no known price`, so "
-    "`stockyard check --strict` fails on a correct alias pipeline",
-    strict=True,
-)
 def test_alias_pipeline_checks_clean(gw: Gateway) -> None:
     result = gw.check()
     assert result.returncode == 0, result.stdout + result.stderr

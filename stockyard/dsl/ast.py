@@ -93,6 +93,13 @@ class Block:
     attributes: tuple[Attribute, ...]
     span: Span
     header: Span
+    # Attributes on lines skipped for a syntax error (already reported): they are written, so
+    # they are not "missing", but their values are unknown.
+    broken: tuple[str, ...] = ()
+
+    def has(self, name: str) -> bool:
+        """Whether an attribute ``name`` is written, valid or not."""
+        return name in self.broken or any(a.name.name == name for a in self.attributes)
 
     @property
     def name(self) -> str | None:

@@ -121,7 +121,7 @@ def check_sources(
 
 
 def _has_attribute(block: ast.Block, name: str) -> bool:
-    return any(a.name.name == name for a in block.attributes)
+    return block.has(name)
 
 
 def _read_blocks(
@@ -304,7 +304,9 @@ def _chain_names(program: Program) -> set[str]:
 def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
     used = _chain_names(program)
     # A route that could not be read may use any provider: do not call one unused.
-    routes_unreadable = "route" in program.unreadable
+    routes_unreadable = "route" in program.unreadable or any(
+        "chain" in r.values.block.broken for r in program.routes
+    )
     for name, provider in program.providers.items():
         values = provider.values
         header = values.block.header

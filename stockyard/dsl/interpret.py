@@ -100,8 +100,10 @@ def read_block(
     result = BlockValues(block)
     allowed = {**spec.attributes, **extra}
     meant: set[str] = set()  # attributes that a misspelt one probably is
+    written = set(block.broken)  # every attribute written, valid or not
     for node in split_shared_lines(block, spec):
         name = node.name.name
+        written.add(name)
         attr_spec = allowed.get(name)
         if attr_spec is None:
             diagnostics.append(_unknown_attribute(node, spec, allowed, extra_owner))
@@ -128,7 +130,7 @@ def read_block(
             result.attributes.setdefault(name, []).append(value)
     for attr_spec in allowed.values():
         if attr_spec.required and attr_spec.name not in result.attributes:
-            if any(n.name.name == attr_spec.name for n in block.attributes):
+            if attr_spec.name in written:
                 continue  # present but invalid: already reported
             if attr_spec.name in meant:
                 continue  # misspelt: "did you mean" already says so

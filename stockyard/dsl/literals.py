@@ -50,7 +50,8 @@ def money(raw: str) -> tuple[Decimal, int | None]:
     amount = Decimal(m.group(1))
     if m.group(2) is None:
         return amount, None
-    return amount, int(m.group(2)) * _MULTIPLIERS[m.group(3)]
+    # int(Decimal) has no digit limit, unlike int(str) (4,300 digits)
+    return amount, int(Decimal(m.group(2))) * _MULTIPLIERS[m.group(3)]
 
 
 def per_million(amount: Decimal, per_tokens: int) -> Decimal:

@@ -7,6 +7,7 @@ on its own, so one broken block yields one diagnostic and the rest of the file i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterator
@@ -47,6 +48,17 @@ def grammar_path() -> Path:
     raise FileNotFoundError(f"the pipeline grammar {GRAMMAR_NAME} is missing from the installation")
 
 
+MAX_NESTING = 32  # brackets inside brackets; real pipelines use three or four
+
+
+class _TooDeep(Exception):
+    """Brackets nested past :data:`MAX_NESTING`: refused before the recursive tree walk."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__("nesting too deep")
+        self.token = token
+
+
 class _LineContinuation:
     """Post-lexer: drop line breaks inside brackets and after a token that continues the value.
 
@@ -61,6 +73,7 @@ class _LineContinuation:
         self.open_braces: list[tuple[Token, list[Token]]] = []
         self.open_brackets: list[Token] = []
         self.recent: list[Token] = []  # the last two tokens passed on (line breaks excluded)
+        self.line_tokens: list[Token] = []  # the tokens of the current logical line so far
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         self.open_braces = []
@@ -68,6 +81,7 @@ class _LineContinuation:
         self.recent = []
         previous: Token | None = None
         line_tokens: list[Token] = []
+        self.line_tokens = line_tokens
         for token in stream:
             kind = token.type
             if kind == "_NL":
@@ -76,8 +90,11 @@ class _LineContinuation:
                 ):
                     continue
                 line_tokens = []
+                self.line_tokens = line_tokens
             elif kind in _OPENERS:
                 self.open_brackets.append(token)
+                if len(self.open_brackets) > MAX_NESTING:
+                    raise _TooDeep(token)
             elif (
                 kind in _CLOSERS
                 and self.open_brackets
@@ -122,7 +139,7 @@ def parse(text: str, path: str) -> tuple[ast.SourceFile, list[Diagnostic]]:
     with _lock:
         try:
             tree = parser.parse(text)
-        except UnexpectedInput:
+        except (UnexpectedInput, _TooDeep):
             return _parse_by_block(text, path, parser, postlex)
     blocks = _ToAst(path, 0).transform(tree)
     return ast.SourceFile(path, text, tuple(blocks)), []
@@ -146,12 +163,21 @@ def _parse_by_block(
         line_offset = text.count("\n", 0, begin)
         next_header = _header_text(text, end) if index + 1 < len(bounds) else None
         strays: list[Diagnostic] = []
+        skipped: list[Diagnostic] = []  # errors in attribute lines that were skipped
+        skipped_lines: list[tuple[int, int, tuple[str, ...]]] = []
         failure: UnexpectedInput | None = None
         tree = None
         while tree is None and failure is None:
             try:
                 tree = parser.parse(segment)
+            except _TooDeep as deep:
+                diagnostics.append(_too_deep(deep.token, path, line_offset))
+                header = _broken_header(segment, path, line_offset)
+                if header is not None:
+                    broken.append(header)
+                break
             except UnexpectedInput as error:
+                region = _skippable_lines(error, segment, postlex)
                 if _stray_brace(error) and len(strays) < 10:
                     # Report the `}` and parse on without it, so the block before it is kept.
                     strays.append(
@@ -161,8 +187,26 @@ def _parse_by_block(
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
                     segment = segment[:pos] + " " + segment[pos + 1 :]
+                elif region is not None and len(skipped) < 25:
+                    # Report the error, blank out the attribute's line(s) and parse the rest of
+                    # the block: one diagnostic per broken line, and the block is still checked.
+                    skipped.append(
+                        _syntax_diagnostic(
+                            error, segment, path, line_offset, postlex, next_header, text
+                        )
+                    )
+                    first, last = region
+                    skipped_lines.append(
+                        (first + line_offset, last + line_offset, _attribute_names(segment, region))
+                    )
+                    segment = _blank_lines(segment, first, last)
                 else:
                     failure = error
+        diagnostics += skipped
+        if tree is None and failure is None:  # too deep: reported above
+            diagnostics += strays
+            unclosed = None
+            continue
         if strays and unclosed is not None:
             outer_segment, outer_offset, outer_diagnostic, outer_header = unclosed
             diagnostics.remove(outer_diagnostic)
@@ -190,8 +234,82 @@ def _parse_by_block(
             if diagnostic.message.startswith("unclosed block"):
                 unclosed = (segment, line_offset, diagnostic, header)
             continue
-        blocks.extend(_ToAst(path, line_offset).transform(tree))
+        for block in _ToAst(path, line_offset).transform(tree):
+            names = tuple(
+                name
+                for first, last, found in skipped_lines
+                if block.span.line <= first and last <= block.span.end_line
+                for name in found
+            )
+            blocks.append(dataclasses.replace(block, broken=names) if names else block)
     return ast.SourceFile(path, text, tuple(blocks), tuple(broken)), diagnostics
+
+
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_LINE_GOES_ON = (",", "->", "|", "(", "[", ":", "\\")
+
+
+def _skippable_lines(
+    error: UnexpectedInput, segment: str, postlex: _LineContinuation
+) -> tuple[int, int] | None:
+    """The lines (1-based, within ``segment``) of the attribute in which a syntax error was
+    found, when it is safely inside a block: blanking them leaves the rest parseable. None when
+    the error is elsewhere (a block header, the end of the file, a lone `}`)."""
+    if isinstance(error, UnexpectedEOF) or not postlex.open_braces:
+        return None
+    if isinstance(error, UnexpectedToken):
+        if error.token.type == "$END":
+            return None
+        error_line = error.token.line or 0
+    elif isinstance(error, UnexpectedCharacters):
+        error_line = error.line
+    else:
+        return None
+    brace, _ = postlex.open_braces[-1]
+    start = postlex.line_tokens[0].line if postlex.line_tokens else error_line
+    if start is None or start <= (brace.line or 0):
+        return None  # the header line, or an attribute on the header's line
+    lines = segment.split("\n")
+    depth = 0
+    for number in range(start, len(lines) + 1):
+        raw = _STRING_OR_COMMENT.sub('""', lines[number - 1]).strip()
+        if raw.startswith("}"):
+            return (start, number - 1) if start <= number - 1 and error_line <= number else None
+        depth += raw.count("(") + raw.count("[") - raw.count(")") - raw.count("]")
+        if number >= error_line and depth <= 0 and not raw.endswith(_LINE_GOES_ON):
+            return start, number
+    return None  # the attribute runs to the end of the text: nothing to resume from
+
+
+def _attribute_names(segment: str, region: tuple[int, int]) -> tuple[str, ...]:
+    """Names that may start an attribute on these lines (each `;`-separated part)."""
+    names: list[str] = []
+    for line in segment.split("\n")[region[0] - 1 : region[1]]:
+        for part in _STRING_OR_COMMENT.sub('""', line).split(";"):
+            m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", part)
+            if m:
+                names.append(m.group(1))
+    return tuple(names)
+
+
+def _blank_lines(segment: str, first: int, last: int) -> str:
+    lines = segment.split("\n")
+    for number in range(first, last + 1):
+        lines[number - 1] = " " * len(lines[number - 1])
+    return "\n".join(lines)
+
+
+def _too_deep(token: Token, path: str, line_offset: int) -> Diagnostic:
+    line = (token.line or 1) + line_offset
+    column = token.column or 1
+    return Diagnostic(
+        "SY001",
+        Severity.ERROR,
+        f"brackets nested more than {MAX_NESTING} deep",
+        Span(path, line, column, line, column + 1),
+        "too deep",
+        help="a value nests a few levels at most, e.g. `[cache(ttl: 10m)]`",
+    )
 
 
 def _stray_brace(error: UnexpectedInput) -> bool:
@@ -465,9 +583,11 @@ def _syntax_diagnostic(
     elif token.type == "_NL" and "RSQB" in expected:
         help_text = "add a `,` between list items"
     elif token.type in _VALUE_TERMINALS | {"NAME"} and "COMMA" in expected and "RSQB" in expected:
-        help_text = "add a `,` between list items, e.g. `[trace, audit]`"
+        help_text = "add a `,` between list items" + _between(postlex, token, "[trace, audit]")
     elif token.type in _VALUE_TERMINALS | {"NAME"} and "COMMA" in expected and "RPAR" in expected:
-        help_text = "separate arguments with `,`, e.g. `cache(ttl: 10m, max_entries: 5000)`"
+        help_text = "separate arguments with `,`" + _between(
+            postlex, token, "cache(ttl: 10m, max_entries: 5000)"
+        )
     elif token.type in ("NAME", "STRING") and "LBRACE" in expected:
         help_text = "a block is written `kind name { … }`, e.g. `route chat { … }`"
     elif token.type in _VALUE_TERMINALS and "LBRACE" in expected:
@@ -477,6 +597,27 @@ def _syntax_diagnostic(
     elif token.type == "NAME" and "LBRACE" not in expected and "_NL" in expected:
         help_text = "one attribute per line, or separate them with `;`"
     return Diagnostic("SY001", Severity.ERROR, message, span, "unexpected here", (), help_text)
+
+
+def _between(postlex: _LineContinuation, token: Token, fallback: str) -> str:
+    """``: `trace, audit``` — the two items a comma should separate, as written."""
+    recent = postlex.recent
+    if (
+        len(recent) == 2
+        and recent[-1] is token
+        and recent[0].type
+        in _VALUE_TERMINALS
+        | {
+            "NAME",
+            "RPAR",
+            "RSQB",
+        }
+    ):
+        before = (
+            "…)" if recent[0].type == "RPAR" else "…]" if recent[0].type == "RSQB" else recent[0]
+        )
+        return f": `{before}, {token}`"
+    return f", e.g. `{fallback}`"
 
 
 def _line(segment: str, line: int) -> str:

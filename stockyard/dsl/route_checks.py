@@ -35,7 +35,7 @@ def _check_cap(route: RouteDecl, diagnostics: list[Diagnostic]) -> None:
     modules = {m.name: m for m in route.modules or ()}
     modules_known = route.modules is not None
     if cap is None:
-        if any(a.name.name == "cap" for a in route.values.block.attributes):
+        if route.values.block.has("cap"):
             return  # written but invalid: already reported
         if "cost_cap" in modules:
             diagnostics.append(
@@ -217,23 +217,40 @@ def _check_timeouts(route: RouteDecl, program: Program, diagnostics: list[Diagno
 
 
 def _check_prices(route: RouteDecl, known: set[str], diagnostics: list[Diagnostic]) -> None:
-    explicit: list[tuple[str, Span, str]] = []
+    """Warn about each model named explicitly that would be sent upstream without a price.
+
+    A requested model (`models "…"`) is sent as a module renames it (`model_alias`), unless
+    every hop of the chain sends its own `model:`; a hop's `model:` is sent as written."""
+    explicit: list[tuple[str, Span, str, str | None]] = []  # model, where, how, asked as
+    renames: dict[str, str] = {}
+    for module in route.modules or ():
+        if module.spec.renames_models is not None:
+            for asked, served in module.spec.renames_models(module.params).items():
+                renames.setdefault(asked, served)
+    hops = [hop for tier in route.chain or () for hop in tier]
+    every_hop_rewrites = bool(hops) and all(hop.model is not None for hop in hops)
     models = route.values.get("models")
-    if models is not None:
+    # With an error in the module list, what is sent is not known: no guesses.
+    if models is not None and not every_hop_rewrites and route.modules is not None:
         for model, span in zip(models.positional, models.positional_spans):
             if model is not None and not GLOB_CHARS & set(model):
-                explicit.append((model, span, "served by"))
-    for tier in route.chain or ():
-        for hop in tier:
-            if hop.model is not None:
-                explicit.append((hop.model, hop.model_span or hop.span, "sent upstream by"))
-    for model, span, how in explicit:
+                if model in renames:
+                    explicit.append((renames[model], span, "served by", model))
+                else:
+                    explicit.append((model, span, "served by", None))
+    for hop in hops:
+        if hop.model is not None:
+            explicit.append((hop.model, hop.model_span or hop.span, "sent upstream by", None))
+    for model, span, how, asked in explicit:
         if not _priced(model, known):
+            message = f"model `{model}` has no known price"
+            if asked:
+                message = f"model `{asked}` is sent as `{model}`, which has no known price"
             diagnostics.append(
                 Diagnostic(
                     "SY305",
                     Severity.WARNING,
-                    f"model `{model}` has no known price",
+                    message,
                     span,
                     "cost would be unknown",
                     notes=(
@@ -266,8 +283,8 @@ def _check_shadowing(routes: list[RouteDecl], diagnostics: list[Diagnostic]) -> 
     seen: list[tuple[RouteDecl, frozenset[str], tuple[str, ...]]] = []
     for route in routes:
         paths_attr = route.values.get("path")
-        if paths_attr is None:
-            continue
+        if paths_attr is None or {"path", "models"} & set(route.values.block.broken):
+            continue  # what it matches is not known
         paths = frozenset(p for p in paths_attr.positional if p)
         models_attr = route.values.get("models")
         models = tuple(m for m in models_attr.positional if m) if models_attr else ("*",)

@@ -52,6 +52,9 @@ class ModuleSpec:
     validate: Callable[[Mapping[str, Any]], list[ValueProblem]] | None = None
     # Whether this module, configured with these params, needs to know the caller's key.
     needs_key: Callable[[Mapping[str, Any]], bool] | None = None
+    # Whether this module, configured with these params, sends a requested model upstream
+    # under another name (requested -> served): prices are checked for the served name.
+    renames_models: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
     # The runtime: factory(params, services) -> an async (ctx, call_next) callable.
     factory: Callable[..., Any] | None = None
 

@@ -111,6 +111,11 @@ class ValueType:
         return ValueProblem(TYPE_MISMATCH, f"expected {self.words}{example}, got {value!r}", None)
 
 
+def _short(raw: str) -> str:
+    """A literal as quoted in a message: very long ones are cut."""
+    return raw if len(raw) <= 24 else raw[:20] + "…"
+
+
 def _literal(value: ast.Value, *kinds: str) -> ast.Literal | None:
     if isinstance(value, ast.Literal) and value.kind in kinds:
         return value
@@ -192,7 +197,7 @@ class Duration(ValueType):
                     f"add a unit: `{number.raw}s` for seconds or `{number.raw}ms` for milliseconds",
                 )
             raise self.mismatch(value)
-        return self._range(literals.duration_seconds(lit.raw), lit.span, f"`{lit.raw}`")
+        return self._range(literals.duration_seconds(lit.raw), lit.span, f"`{_short(lit.raw)}`")
 
     def from_json(self, value: Any) -> float:
         if isinstance(value, bool):
@@ -355,8 +360,8 @@ class Integer(ValueType):
             raise problem
         if lit is None:
             raise self.mismatch(value)
-        number = int(lit.raw)
-        _check_range(number, self.minimum, self.maximum, lit.span, f"`{lit.raw}`")
+        number = int(Decimal(lit.raw))  # int(str) refuses over 4,300 digits
+        _check_range(number, self.minimum, self.maximum, lit.span, f"`{_short(lit.raw)}`")
         return number
 
     def from_json(self, value: Any) -> int:
@@ -381,7 +386,7 @@ class Number(ValueType):
         if lit is None:
             raise self.mismatch(value)
         number = Decimal(lit.raw)
-        _check_range(number, self.minimum, self.maximum, lit.span, f"`{lit.raw}`")
+        _check_range(number, self.minimum, self.maximum, lit.span, f"`{_short(lit.raw)}`")
         return number
 
     def from_json(self, value: Any) -> Decimal:
@@ -663,10 +668,10 @@ class Condition(ValueType):
         raise self.mismatch(value)
 
     def _code(self, raw: str, span: Span | None) -> str:
-        if not raw.isdigit() or not 400 <= int(raw) <= 599:
+        if not raw.isdigit() or len(raw) != 3 or not 400 <= int(raw) <= 599:
             raise ValueProblem(
                 INVALID_VALUE,
-                f"`{raw}` is not an error status code",
+                f"`{_short(raw)}` is not an error status code",
                 span,
                 "expected 400–599",
                 "use an error status such as `429`, or a class such as `5xx`",

@@ -52,5 +52,6 @@ SPEC = ModuleSpec(
             ),
         }
     ),
+    renames_models=lambda params: {str(k): str(v) for k, v in params["map"]},
     factory=create,
 )
