@@ -20,7 +20,15 @@ import pytest
 from aiohttp import web
 
 from .harness import Behaviour, Gateway, Upstream, closed_url, provider
-from .test_records_support import PRICES, expected_cost, get, ledger_events, trace_id, traces
+from .test_records_support import (
+    PRICES,
+    expected_cost,
+    get,
+    ledger_events,
+    trace_id,
+    traces,
+    wait_for,
+)
 from .test_records_support import wait_traces as _wait_traces
 
 CALLER_KEY = "caller-Qm4Vt8Xw2Lp6-not-sk-shaped"
@@ -606,3 +614,17 @@ def test_metrics_agree_with_the_traces(gw: Gateway) -> None:
     assert buckets == sorted(buckets)  # cumulative
     assert samples["stockyard_store_queue_depth"] >= 0
     assert samples["stockyard_reloads_total"] >= 1
+
+
+def test_admin_reload_by_a_loopback_caller_is_in_the_ledger(gw: Gateway) -> None:
+    """No admin key is configured here: loopback callers are served, as `admin:loopback`."""
+    before = ledger_events(gw)[-1]["seq"]
+    response = gw.api("POST", "/api/proxy/reload")
+    assert response.status_code == 200 and response.json()["ok"] is True
+
+    def reloads() -> list[dict[str, Any]]:
+        return [e for e in ledger_events(gw) if e["seq"] > before and e["type"] == "config"]
+
+    (event,) = wait_for(reloads)
+    assert (event["actor"], event["action"]) == ("admin:loopback", "reload.applied")
+    assert event["detail"]["reason"] == "api"
