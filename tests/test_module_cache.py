@@ -7,6 +7,7 @@ reads counters, under its own project, so tests never see each other's entries.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ import httpx
 import openai
 import pytest
 
-from stockyard.modules.cache import cache_key
+from stockyard.modules.cache import CacheState, Entry, cache_key
+from stockyard.store import Store
 
 from .harness import Behaviour, Gateway, Upstream, provider
 
@@ -562,3 +564,78 @@ def test_cache_key_canonical_form() -> None:
     assert cache_key(_ctx(with_usage)) != cache_key(_ctx(streamed))
     # stream_options means nothing without a stream
     assert cache_key(_ctx({**base, "stream_options": {"include_usage": True}})) == key
+
+
+# --- the state and its writes, against a real store (no gateway) --------------------------------
+
+
+def _entry(key: str, route: str = "r", project: str = "p", ttl: float = 60.0) -> Entry:
+    now = time.time()
+    return Entry(key, project, route, "m", False, 200, "application/json", b"{}", 1, 2, 5,
+                 now, now + ttl)  # fmt: skip
+
+
+def test_state_evicts_per_route_and_drops_expired(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path / "s.db", flush_interval=0.001)
+        await store.open()
+        try:
+            shared = CacheState(store)
+            for i in range(5):
+                shared.add(_entry(f"a{i}"), max_entries=3)
+                shared.add(_entry(f"b{i}", route="other"), max_entries=10)
+                await shared.write()
+                await asyncio.sleep(0.002)  # distinct last_hit times
+            shared.hit("a2", "p", "r", 5, time.time())  # a2 becomes the most recently used
+            shared.add(_entry("a5"), max_entries=3)
+            shared.add(_entry("gone", ttl=-1), max_entries=3)  # already expired: purged
+            await shared.write()
+            rows = await store.query("SELECT key FROM cache WHERE route = 'r' ORDER BY key")
+            assert [r["key"] for r in rows] == ["a2", "a4", "a5"]
+            assert len(await store.query("SELECT key FROM cache WHERE route = 'other'")) == 5
+            assert shared.recent("a5") is None  # committed: read from the database now
+            stats = await store.query("SELECT * FROM cache_stats WHERE route = 'r'")
+            assert (stats[0]["hits"], stats[0]["stored"], stats[0]["saved_pico"]) == (1, 7, 5)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_state_write_is_retry_safe(tmp_path: Path) -> None:
+    """The writer re-runs a call after a failed attempt: the same rows are written again, not
+    an empty (already taken) set."""
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "s.db", flush_interval=0.001)
+        await store.open()
+        try:
+            shared = CacheState(store)
+            shared.add(_entry("k"), max_entries=10)
+            shared.miss("p", "r")
+            calls: list[Any] = []
+
+            class Flaky:
+                def __init__(self, real: Store) -> None:
+                    self.real = real
+
+                async def call(self, work: Any) -> Any:
+                    async def twice(conn: Any) -> Any:
+                        await conn.execute("SAVEPOINT s")
+                        await work(conn)  # first attempt, rolled back
+                        await conn.execute("ROLLBACK TO s")
+                        calls.append(1)
+                        return await work(conn)
+
+                    return await self.real.call(twice)
+
+            shared.store = Flaky(store)
+            await shared.write()
+            assert calls  # the rows were written twice; the first attempt rolled back
+            assert len(await store.query("SELECT key FROM cache")) == 1
+            row = (await store.query("SELECT misses, stored FROM cache_stats"))[0]
+            assert (row["misses"], row["stored"]) == (1, 1)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

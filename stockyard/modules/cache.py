@@ -346,7 +346,11 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     async def cache(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
         if ctx.stream and not streams:
             return await call_next(ctx)
-        key = cache_key(ctx)
+        try:
+            key = cache_key(ctx)
+        except TypeError:  # a module before this one put something JSON cannot hold in the body
+            ctx.notes["cache"] = "bypassed: the request has no canonical JSON form"
+            return await call_next(ctx)
         project, route = ctx.project, ctx.route.name
         now = time.time()
         found = await find(key, now)
