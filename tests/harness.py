@@ -457,14 +457,18 @@ def provider(
 
 @contextlib.contextmanager
 def running_gateway(
-    directory: Path, files: dict[str, str], *extra: str, env: dict[str, str] | None = None
+    directory: Path,
+    files: dict[str, str],
+    *extra: str,
+    env: dict[str, str] | None = None,
+    start_timeout: float = 15,
 ) -> Iterator[Gateway]:
     """A started gateway serving ``files`` (name -> pipeline text); stopped on exit."""
     gateway = Gateway(directory, env=env)
     for name, text in files.items():
         gateway.write(name, text)
     try:
-        yield gateway.start(*extra)
+        yield gateway.start(*extra, timeout=start_timeout)
     finally:
         gateway.stop()
 

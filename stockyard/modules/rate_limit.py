@@ -67,8 +67,9 @@ class Buckets:
     def prune(self, now: float) -> None:
         """Forget buckets that have refilled completely (a new bucket starts full anyway)."""
         for key, bucket in list(self.buckets.items()):
-            capacity, window = float(key[3]), float(key[4])
-            if bucket.level + (now - bucket.updated) * capacity / window >= capacity:
+            count, window = float(key[3]), float(key[4])
+            capacity = max(count, 1.0)
+            if bucket.level + (now - bucket.updated) * count / window >= capacity:
                 del self.buckets[key]
 
 
@@ -99,8 +100,9 @@ class Limit:
     def __init__(self, kind: str, value: RateValue) -> None:
         self.kind = kind
         self.value = value
-        self.capacity = float(value.count)
-        self.rate = self.capacity / value.per_seconds
+        self.rate = float(value.count) / value.per_seconds
+        # A bucket holds at least one request: `0.5/s` means one request every two seconds.
+        self.capacity = max(float(value.count), 1.0)
         self.count_text = _count_text(value.count)
 
     def key(self, per: str, owner: str) -> tuple[Any, ...]:
