@@ -38,6 +38,7 @@ price "cm-main" { input $1.25/1M  output $10.00/1M }
 price "cm-ttl"  { input $1.25/1M  output $10.00/1M }
 price "cm-lru"  { input $1.25/1M  output $10.00/1M }
 price "cm-nostream" { input $1.25/1M  output $10.00/1M }
+price "cm-toggled" { input $1.25/1M  output $10.00/1M }
 price "cm-keyed" { input $1.25/1M  output $10.00/1M }
 
 route main {
@@ -66,6 +67,13 @@ route keyed {
   models  "cm-keyed"
   chain   up
   modules [trace, auth, cache]
+}
+
+route toggled {
+  path    /v1/chat/completions
+  models  "cm-toggled"
+  chain   up
+  modules [trace, cache(ttl: 1h)]
 }
 
 route nostream {
@@ -435,6 +443,36 @@ def test_hit_is_traced_with_cost_zero_and_the_cost_saved(
     assert hit["attempts"] == [] and hit["provider"] is None
     assert hit["stream"] is stream and hit["status"] == 200
     assert up.count == 1
+
+
+def test_runtime_toggle_disables_and_retunes_the_cache(
+    gw: Gateway, up: Upstream, client: openai.OpenAI
+) -> None:
+    messages = ask()
+
+    def state(question: list[dict[str, str]] = messages) -> str | None:
+        return chat(client, question, model="cm-toggled").headers.get("x-stockyard-cache")
+
+    def put(body: dict[str, Any]) -> None:
+        response = gw.api("PUT", "/api/proxy/modules/cache", json={"route": "toggled", **body})
+        assert response.status_code == 200, response.text
+
+    assert [state(), state()] == ["miss", "hit"]
+    try:
+        put({"enabled": False})
+        assert state() is None  # not consulted: straight to the provider
+        assert up.count == 2
+        put({"enabled": True, "params": {"ttl": "1s"}})
+        time.sleep(1.1)
+        assert state() == "miss"  # a lowered ttl applies to the entries already kept
+        bad = gw.api("PUT", "/api/proxy/modules/cache",
+                     json={"route": "toggled", "params": {"max_entries": 0}})  # fmt: skip
+        assert bad.status_code == 400
+    finally:
+        assert gw.api("DELETE", "/api/proxy/modules/cache", params={"route": "toggled"}).is_success
+    other = ask()
+    assert [state(other), state(other)] == ["miss", "hit"]  # back to the .pipe default
+    assert up.count == 4
 
 
 # --- the API -----------------------------------------------------------------------------------
