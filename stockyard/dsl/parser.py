@@ -115,8 +115,10 @@ class _LineContinuation:
             yield token
 
 
-@cache
-def _lark() -> tuple[Lark, _LineContinuation]:
+def build_lark(*, strict: bool = False) -> tuple[Lark, _LineContinuation]:
+    """The parser. ``strict`` also proves the grammar has no conflicts and no colliding
+    terminals (it needs the ``interegular`` package); tests/test_grammar.py builds it that way,
+    so the runtime need not pay for the proof on every start."""
     postlex = _LineContinuation()
     parser = Lark(
         grammar_path().read_text(encoding="utf-8"),
@@ -125,9 +127,14 @@ def _lark() -> tuple[Lark, _LineContinuation]:
         postlex=postlex,
         propagate_positions=True,
         maybe_placeholders=False,
-        strict=True,
+        strict=strict,
     )
     return parser, postlex
+
+
+@cache
+def _lark() -> tuple[Lark, _LineContinuation]:
+    return build_lark()
 
 
 _lock = threading.Lock()
