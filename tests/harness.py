@@ -333,7 +333,7 @@ class Gateway:
         os.replace(temp, target)
         return target
 
-    def start(self, *extra: str, timeout: float = 15) -> Gateway:
+    def start(self, *extra: str, timeout: float = 40) -> Gateway:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
