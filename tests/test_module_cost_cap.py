@@ -103,6 +103,8 @@ PIPE = (
         "trace, audit, cost_cap(default_max_tokens: 1000)",
     )
     + route("slow", "slow-model", "daily $0.005 per route")
+    + price("streamy-model")
+    + route("streamy", "streamy-model", "daily $0.007 per route")
     + price("gone-model")
     + route("gone", "gone-model", "daily $0.008 per route")
     + price("odd-model")
@@ -276,6 +278,26 @@ def test_runtime_toggle_off_and_back_keeps_the_spend(gw: Gateway, up: Upstream) 
         assert gw.api("DELETE", "/api/proxy/modules/cost_cap?route=small").status_code == 200
     error = refused(client, "small-model")
     assert "$0.005 spent today" in error.message  # both answers count
+    assert up.count == 2
+
+
+def test_a_stream_holds_its_reservation_until_its_last_byte(gw: Gateway, up: Upstream) -> None:
+    """The cap ($0.007) has room for one reservation ($0.0039) at a time: while a slow stream
+    is being read, a second request is refused; once it has ended (settled at $0.0025), one
+    more fits."""
+    up.script = [Behaviour(words=30, chunk_delay=0.1)]
+    stream = gw.client().chat.completions.create(
+        model="streamy-model", messages=MESSAGES, max_tokens=10, stream=True
+    )
+    chunks = iter(stream)
+    next(chunks)  # the answer has started: headers and the first chunk are out
+    error = refused(gw.client(), "streamy-model")
+    assert "$0.0039 reserved by requests in flight" in error.message
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.endswith("w29")
+    trace = gw.trace(stream.response.headers["x-stockyard-trace-id"])
+    assert Decimal(trace["notes"]["cost_cap"]["settled"]) == ACTUAL
+    gw.trace(ask(gw.client(), "streamy-model").headers["x-stockyard-trace-id"])
     assert up.count == 2
 
 

@@ -39,7 +39,7 @@ def up() -> Iterator[Upstream]:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, up: Upstream) -> Iterator[Gateway]:
     files = {"main.pipe": provider("up", up.url) + PIPE}
-    with running_gateway(tmp_path_factory.mktemp("alias"), files) as gateway:
+    with running_gateway(tmp_path_factory.mktemp("alias"), files, start_timeout=60) as gateway:
         yield gateway
 
 
