@@ -185,6 +185,27 @@ def test_refusal_shape(gw: Gateway, up: Upstream, stream: bool) -> None:
     assert up.count == 1
 
 
+def test_sdk_does_not_retry_a_budget_refusal(gw: Gateway, up: Upstream) -> None:
+    """`x-should-retry: false`: the SDK's automatic retries would only be refused again."""
+    client = gw.client(default_headers={"x-stockyard-project": "no-retry"}, max_retries=2)
+    gw.trace(ask(client, "small-model").headers["x-stockyard-trace-id"])
+    error = refused(client, "small-model")
+    assert error.response.headers["x-should-retry"] == "false"
+    gw.trace(error.response.headers["x-stockyard-trace-id"])
+    traces = gw.api("GET", "/api/lookout/traces", params={"project": "no-retry"}).json()
+    assert [t["status"] for t in traces["traces"]] == [429, 200]  # one refusal, no retries
+
+
+def test_embeddings_reserve_their_input_only(gw: Gateway, up: Upstream) -> None:
+    raw = project(gw, "embed").embeddings.with_raw_response.create(
+        model="basic-model", input="hello"
+    )
+    note = gw.trace(raw.headers["x-stockyard-trace-id"])["notes"]["cost_cap"]
+    assert (note["prompt_estimate"], note["max_output"]) == (6, 0)  # 3 + ceil(5 bytes / 2)
+    assert Decimal(note["reserved"]) == Decimal("0.0006")
+    assert Decimal(note["settled"]) == Decimal("0.0003")  # the upstream reports 3 tokens
+
+
 def test_spend_is_shared_by_the_routes_of_a_scope(gw: Gateway, up: Upstream) -> None:
     client = project(gw, "sharing")
     gw.trace(ask(client, "basic-model").headers["x-stockyard-trace-id"])  # $0.0025 on `basic`

@@ -353,7 +353,9 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
                 f"({prompt} prompt + {output} completion tokens at most); "
                 f"the {period} cap resets in {_wait_text(wait)}",
                 code="budget_exceeded",
-                headers={"retry-after": str(wait)},
+                # Nothing changes before the cap resets: tell SDKs (OpenAI's honour this) not
+                # to retry in a few seconds.
+                headers={"retry-after": str(wait), "x-should-retry": "false"},
             )
         reservations.hold(scope, value, day, estimate)
         note: dict[str, Any] = {
