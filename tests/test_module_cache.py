@@ -23,6 +23,7 @@ import pytest
 from stockyard.modules.cache import CacheState, Entry, cache_key
 from stockyard.store import Store
 
+from .fake_providers import FakeAnthropic, Say
 from .harness import Behaviour, Gateway, Upstream, provider
 
 # the harness upstream reports 11 prompt and 7 completion tokens for every chat answer
@@ -30,9 +31,31 @@ START = 60  # seconds a gateway may take to come up on a busy machine
 COST = (11 * Decimal("1.25") + 7 * Decimal("10")) / Decimal(1_000_000)  # the price block below
 
 
-def pipeline(url: str) -> str:
+def pipeline(url: str, claude_url: str | None = None) -> str:
+    anthropic = (
+        ""
+        if claude_url is None
+        else f"""
+provider claude {{
+  kind       anthropic
+  base_url   "{claude_url}"
+  api_key    passthrough
+  max_tokens 1000
+}}
+
+price "claude-test" {{ input $3/1M  output $15/1M }}
+
+route claude {{
+  path    /v1/chat/completions
+  models  "claude-test"
+  chain   claude
+  modules [trace, cache]
+}}
+"""
+    )
     return (
-        provider("up", url)
+        anthropic
+        + provider("up", url)
         + """
 price "cm-main" { input $1.25/1M  output $10.00/1M }
 price "cm-ttl"  { input $1.25/1M  output $10.00/1M }
@@ -94,11 +117,20 @@ def up() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, up: Upstream) -> Iterator[Gateway]:
+def claude() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic("claude")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gw(
+    tmp_path_factory: pytest.TempPathFactory, up: Upstream, claude: FakeAnthropic
+) -> Iterator[Gateway]:
     gateway = Gateway(
         tmp_path_factory.mktemp("cache"), env={"STOCKYARD_BREAKER_THRESHOLD": "100000"}
     )
-    gateway.write("main.pipe", pipeline(up.url))
+    gateway.write("main.pipe", pipeline(up.url, claude.url))
     try:
         yield gateway.start(timeout=START)
     finally:
@@ -106,8 +138,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory, up: Upstream) -> Iterator[Gatew
 
 
 @pytest.fixture(autouse=True)
-def _fresh(up: Upstream) -> None:
+def _fresh(up: Upstream, claude: FakeAnthropic) -> None:
     up.reset()
+    claude.reset()
 
 
 @pytest.fixture
@@ -337,6 +370,44 @@ def test_streams_false_passes_streams_through(
     assert chat(client, messages, model="cm-nostream").headers["x-stockyard-cache"] == "miss"
     assert chat(client, messages, model="cm-nostream").headers["x-stockyard-cache"] == "hit"
     assert up.count == 3
+
+
+def test_translated_provider_answers_are_cached_and_replayed(
+    gw: Gateway, claude: FakeAnthropic, client: openai.OpenAI
+) -> None:
+    """Anthropic's stream is translated to OpenAI chunks; what is kept and replayed is what the
+    caller got, so a hit needs no translation (and no Anthropic call)."""
+    claude.default = Say(reply="w0 w1 w2 w3")
+    messages = ask()
+    text, raw, chunks = streamed(client, messages, model="claude-test")
+    assert raw.headers["x-stockyard-cache"] == "miss" and text == "w0 w1 w2 w3"
+    hit_text, hit_raw, hit_chunks = streamed(client, messages, model="claude-test")
+    assert hit_raw.headers["x-stockyard-cache"] == "hit" and hit_text == text
+    assert [c.model_dump() for c in hit_chunks] == [c.model_dump() for c in chunks]
+    first, second = (
+        chat(client, messages, model="claude-test"),
+        chat(client, messages, model="claude-test"),
+    )
+    assert (first.headers["x-stockyard-cache"], second.headers["x-stockyard-cache"]) == (
+        "miss", "hit")  # fmt: skip
+    assert second.http_response.content == first.http_response.content
+    assert claude.count == 2
+    hit = gw.trace(hit_raw.headers["x-stockyard-trace-id"])
+    miss = gw.trace(raw.headers["x-stockyard-trace-id"])
+    assert hit["notes"]["cost_saved"] == miss["cost"] and Decimal(miss["cost"]) > 0
+
+
+def test_stream_ended_by_a_provider_error_event_is_not_cached(
+    gw: Gateway, claude: FakeAnthropic, client: openai.OpenAI
+) -> None:
+    messages = ask()
+    claude.script = [Say(reply="w0 w1 w2 w3", error_after=2)]
+    with pytest.raises(openai.APIError):
+        streamed(client, messages, model="claude-test")
+    _, raw, _ = streamed(client, messages, model="claude-test")
+    assert raw.headers["x-stockyard-cache"] == "miss"
+    assert streamed(client, messages, model="claude-test")[1].headers["x-stockyard-cache"] == "hit"
+    assert claude.count == 2
 
 
 # --- what is not stored -----------------------------------------------------------------------
