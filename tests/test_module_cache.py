@@ -615,6 +615,47 @@ def test_entries_and_counters_survive_a_restart(gateway: Gateway, upstream: Upst
     assert stats(gateway)["hits"] == 2
 
 
+def test_nothing_is_lost_when_the_gateway_stops_right_after(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    gateway.write("main.pipe", pipeline(upstream.url))
+    gateway.start(timeout=START)
+    client = gateway.client()
+    messages = ask()
+    chat(client, messages)
+    chat(client, messages)
+    gateway.stop()  # no stats call before: the counters and the entry flush on shutdown
+    gateway.start(timeout=START)
+    data = stats(gateway)
+    assert (data["entries"], data["hits"], data["misses"], data["stored"]) == (1, 1, 1, 1)
+    assert Decimal(data["cost_saved"]) == COST
+
+
+def test_concurrent_hits_are_all_served_and_counted(
+    gw: Gateway, up: Upstream, client: openai.OpenAI
+) -> None:
+    project = f"burst-{uuid.uuid4().hex[:8]}"
+    messages = ask()
+    first = chat(client, messages, project=project)
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            body = {"model": "cm-main", "messages": messages}
+            headers = {"x-stockyard-project": project}
+            return await asyncio.gather(*(
+                http.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers)
+                for _ in range(40)
+            ))  # fmt: skip
+
+    answers = asyncio.run(burst())
+    assert {a.headers["x-stockyard-cache"] for a in answers} == {"hit"}
+    assert {a.content for a in answers} == {first.http_response.content}
+    assert up.count == 1
+    data = stats(gw, project=project)
+    assert (data["hits"], data["misses"], data["entries"]) == (40, 1, 1)
+    assert Decimal(data["cost_saved"]) == 40 * COST
+
+
 def test_cache_api_requires_the_admin_key(tmp_path: Path, upstream: Upstream) -> None:
     gateway = Gateway(tmp_path, admin_key="admin-secret-123")
     gateway.write("main.pipe", pipeline(upstream.url))
