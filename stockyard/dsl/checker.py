@@ -155,7 +155,9 @@ def _read_blocks(
                 labelled = spec.label is not None and block.name
                 what = f"{spec.kind} `{block.name}`" if labelled else f"`{spec.kind}` block"
                 fix = f"merge them into one `{spec.kind}` block"
-                if labelled:
+                if labelled and spec.label == "string":
+                    fix = f"keep one `{spec.kind}` block for `{block.name}`"
+                elif labelled:
                     fix = f"rename one, or merge them into one {spec.kind} block"
                 diagnostics.append(
                     Diagnostic(
@@ -182,7 +184,13 @@ def _read_blocks(
                         for k in kinds.values()
                         for n, a in k.attributes.items()
                     }
-            values = read_block(block, spec, extra, owner, diagnostics)
+            elsewhere: dict[str, str] = {}
+            if kind is not None:
+                for other in kinds.values():
+                    for attribute in other.attributes:
+                        if attribute not in extra:
+                            elsewhere.setdefault(attribute, f"providers of kind `{other.name}`")
+            values = read_block(block, spec, extra, owner, diagnostics, elsewhere)
             name = (block.name if spec.label else None) or ""
             if spec is PROVIDER:
                 program.providers[name] = ProviderDecl(name, values, kind)

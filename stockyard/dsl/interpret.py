@@ -95,8 +95,10 @@ def read_block(
     extra: Mapping[str, AttributeSpec],
     extra_owner: str,
     diagnostics: list[Diagnostic],
+    elsewhere: Mapping[str, str] | None = None,
 ) -> BlockValues:
-    """Validate every attribute of ``block``; report all problems, keep what is valid."""
+    """Validate every attribute of ``block``; report all problems, keep what is valid.
+    ``elsewhere`` names where attributes not allowed here do belong (for a hint)."""
     result = BlockValues(block)
     allowed = {**spec.attributes, **extra}
     meant: set[str] = set()  # attributes that a misspelt one probably is
@@ -106,7 +108,9 @@ def read_block(
         written.add(name)
         attr_spec = allowed.get(name)
         if attr_spec is None:
-            diagnostics.append(_unknown_attribute(node, spec, allowed, extra_owner))
+            diagnostics.append(
+                _unknown_attribute(node, spec, allowed, extra_owner, elsewhere or {})
+            )
             guess = closest(name, allowed)
             if guess is not None:
                 meant.add(guess)
@@ -149,13 +153,19 @@ def read_block(
 
 
 def _unknown_attribute(
-    node: ast.Attribute, spec: BlockSpec, allowed: Mapping[str, AttributeSpec], extra_owner: str
+    node: ast.Attribute,
+    spec: BlockSpec,
+    allowed: Mapping[str, AttributeSpec],
+    extra_owner: str,
+    elsewhere: Mapping[str, str],
 ) -> Diagnostic:
     name = node.name.name
     suggestion = did_you_mean(name, allowed)
     notes: tuple[str, ...] = ()
     if suggestion is None:
         notes = (f"{spec.kind} blocks accept: {', '.join(f'`{a}`' for a in allowed)}",)
+        if name in elsewhere:
+            suggestion = f"`{name}` is an attribute of {elsewhere[name]}"
     what = f"{spec.kind} {extra_owner}".strip()
     return Diagnostic(
         "SY103",

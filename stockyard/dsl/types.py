@@ -620,9 +620,9 @@ class ListOf(ValueType):
 
     def items_from_ast(self, items: Sequence[ast.Value], span: Span) -> tuple[Any, ...]:
         if len(items) < self.min_items:
-            raise ValueProblem(
-                INVALID_VALUE, self._too_few(), span, "too few items", f"for example {self.example}"
-            )
+            problem = ValueProblem(INVALID_VALUE, self._too_few(), span, "too few items")
+            problem.example = self.example  # the caller shows the whole attribute or call
+            raise problem
         values: list[Any] = []
         problems: list[ValueProblem] = []
         for item in items:  # every bad item is reported, not just the first
@@ -763,7 +763,7 @@ class Network(Text):
                 f"`{text}` is not an IP address or network",
                 span,
                 "not a network",
-                'write an address or CIDR block, e.g. "10.0.0.0/8" or "::1"',
+                'write an address or CIDR block, e.g. `"10.0.0.0/8"` or `"::1"`',
             ) from None
 
 
