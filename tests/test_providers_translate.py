@@ -18,7 +18,7 @@ from stockyard.providers.translate import (
     max_tokens_of,
     openai_usage,
     parse_data_url,
-    sse_events,
+    sse_event,
     stop_sequences,
     tool_arguments,
     tool_choice_of,
@@ -92,10 +92,10 @@ def test_chunk_writer() -> None:
     assert writer.done() == b"data: [DONE]\n\n"
 
 
-def test_sse_events() -> None:
-    assert sse_events(b'event: ping\ndata: {"type": "ping"}\n\n') == ("ping", b'{"type": "ping"}')
-    assert sse_events(b"data:a\ndata: b\n\n") == (None, b"a\nb")
-    assert sse_events(b": comment\n\n") == (None, None)
+def test_sse_event() -> None:
+    assert sse_event(b'event: ping\ndata: {"type": "ping"}\n\n') == ("ping", b'{"type": "ping"}')
+    assert sse_event(b"data:a\ndata: b\n\n") == (None, b"a\nb")
+    assert sse_event(b": comment\n\n") == (None, None)
 
 
 class _Ctx:

@@ -295,7 +295,7 @@ class StreamTranslator(Protocol):
         ...
 
 
-def sse_events(raw: bytes) -> tuple[str | None, bytes | None]:
+def sse_event(raw: bytes) -> tuple[str | None, bytes | None]:
     """The ``event:`` name and the joined ``data:`` lines of one SSE event."""
     name = None
     data: list[bytes] = []
@@ -337,9 +337,6 @@ class TranslatingAdapter:
 
     def translator(self, request: UpstreamRequest) -> StreamTranslator:
         raise NotImplementedError
-
-    def failure(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamFailure:
-        return status_failure(status, headers, body)
 
     # the exchange
     def request_headers(self, request: UpstreamRequest) -> dict[str, str]:
@@ -385,7 +382,7 @@ class TranslatingAdapter:
                     if k.lower() not in HOP_HEADERS
                 }
                 if response.status >= 400:
-                    raise self.failure(response.status, reply_headers, await response.read())
+                    raise status_failure(response.status, reply_headers, await response.read())
                 if not request.stream:
                     body = await response.read()
                     out = self._reply(request, body)
@@ -469,7 +466,7 @@ class TranslatingAdapter:
         return out + translator.close()
 
     def _event(self, translator: StreamTranslator, raw: bytes) -> list[bytes]:
-        name, data = sse_events(raw)
+        name, data = sse_event(raw)
         if data is None or not data.strip():
             return []
         try:
