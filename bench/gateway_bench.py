@@ -66,13 +66,14 @@ TARGETS = (
 
 GATEWAY_KEY = ""  # an sk-sy-… key, created when the modules include `auth`
 NICE = 0  # --nice: priority of every process of the benchmark (negative needs root)
+RT_POLICY = "fifo"  # --rt-policy
 RT = 0  # --rt: SCHED_FIFO priority of every process of the benchmark (needs root)
 
 
 def pinned(core: int | None, argv: list[str]) -> list[str]:
     argv = argv if core is None else ["taskset", "-c", str(core), *argv]
     if RT:
-        return ["chrt", "-f", str(RT), *argv]
+        return ["chrt", "--rr" if RT_POLICY == "rr" else "--fifo", str(RT), *argv]
     return argv if NICE == 0 else ["nice", "-n", str(NICE), *argv]
 
 
@@ -123,6 +124,29 @@ def wait_quiet(args: argparse.Namespace) -> float:
         load = max(busy_share(before, core_busy()).values())
         if load <= args.quiet_limit or time.monotonic() >= deadline:
             return load
+
+
+def boost_threads(pid: int) -> int:
+    """Under --rt, give the gateway's other threads (the SQLite writer, the file watcher, the
+    default executor) a real-time priority one above the main thread's.
+
+    Real-time threads of equal priority on one core do not share it: a busy event loop would
+    keep the SQLite writer thread off the CPU for as long as it stays busy (seconds, with
+    SCHED_RR 100 ms at a time), and the store's queue would fill up. With ordinary scheduling on
+    an otherwise idle core, a waking thread gets the CPU at once; one priority step above the
+    main thread gives the same. Returns how many threads were boosted."""
+    if not RT:
+        return 0
+    policy = os.SCHED_RR if RT_POLICY == "rr" else os.SCHED_FIFO
+    boosted = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if int(tid) != pid:
+            try:
+                os.sched_setscheduler(int(tid), policy, os.sched_param(RT + 1))
+                boosted += 1
+            except OSError:
+                pass
+    return boosted
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> None:
@@ -371,8 +395,11 @@ def wrk(args: argparse.Namespace, port: int, concurrency: int, seconds: float,
     return run
 
 
-def measure(args: argparse.Namespace, port: int, concurrency: int, watch: dict[str, int]) -> WrkRun:
+def measure(args: argparse.Namespace, port: int, concurrency: int, watch: dict[str, int],
+            boost: tuple[int, ...] = ()) -> WrkRun:
     """Warm up, then ``--repeat`` measured runs; the run with the median requests/s."""
+    for pid in boost:
+        boost_threads(pid)
     if args.warmup > 0:
         wrk(args, port, concurrency, args.warmup)
     load = wait_quiet(args)
@@ -763,6 +790,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run gateway, upstream, wrk and client SCHED_FIFO at this priority (chrt -f), "
                         "so that other work on a shared machine cannot delay them (needs root; the "
                         "kernel still leaves 5%% of each core to others)")
+    parser.add_argument("--rt-policy", choices=("fifo", "rr"), default="fifo",
+                        help="real-time policy for --rt (default fifo)")
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="before each run, wait up to this many seconds for an idle machine (default 60)")
     parser.add_argument("--quiet-limit", type=float, default=0.10,
@@ -807,13 +836,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"bench: `{tool}` not found (apt-get install wrk util-linux)")
     if args.load_core is not None:
         os.sched_setaffinity(0, {args.load_core})  # this script (the streaming client) too
-    global NICE, RT, GATEWAY_KEY
+    global NICE, RT, RT_POLICY, GATEWAY_KEY
     if args.nice:
         NICE = args.nice
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     if args.rt:
-        RT = args.rt
-        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(args.rt))
+        RT, RT_POLICY = args.rt, args.rt_policy
+        policy = os.SCHED_RR if args.rt_policy == "rr" else os.SCHED_FIFO
+        os.sched_setscheduler(0, policy | os.SCHED_RESET_ON_FORK, os.sched_param(args.rt))
     concurrencies = [int(x) for x in args.concurrency.split(",")]
     if args.ref:
         args.source = export_ref(args.ref)
@@ -860,19 +890,22 @@ def main(argv: list[str] | None = None) -> int:
         nonstream = []
         for concurrency in concurrencies:
             direct = measure(args, upstream_port, concurrency, watch)
-            through = measure(args, gateway.port, concurrency, watch)
+            through = measure(args, gateway.port, concurrency, watch, boost=(gateway.process.pid,))
             nonstream.append({
                 "concurrency": concurrency,
                 "direct": direct.to_json(), "gateway": through.to_json(),
                 "added_p50_ms": through.p50_ms - direct.p50_ms,
                 "added_p99_ms": through.p99_ms - direct.p99_ms,
                 "gateway_cpu_us_per_req": 1e6 * through.cpu["gateway"] / through.rps if through.rps else None,
+                "gateway_rss_after_mib": rss_kib(gateway.process.pid)["VmRSS"] / 1024,
             })
             print(f"bench: c={concurrency}: direct {direct.rps:,.0f} req/s p50 {direct.p50_ms:.3f} ms; "
                   f"gateway {through.rps:,.0f} req/s p50 {through.p50_ms:.3f} ms "
-                  f"(gateway CPU {100 * through.cpu['gateway']:.0f}%)", file=sys.stderr)
+                  f"(gateway CPU {100 * through.cpu['gateway']:.0f}%, RSS {nonstream[-1]['gateway_rss_after_mib']:.0f} MiB)",
+                  file=sys.stderr)
 
         wait_quiet(args)
+        boost_threads(gateway.process.pid)
         latency_direct = latency_stats(upstream_port, args)
         wait_quiet(args)
         latency_gateway = latency_stats(gateway.port, args)
