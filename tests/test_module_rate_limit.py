@@ -311,13 +311,6 @@ def test_buckets_survive_runtime_toggles(gw: Gateway, up: Upstream) -> None:
     assert up.count == 3
 
 
-@pytest.mark.xfail(
-    reason="runtime bug (stockyard/runtime/toggles.py check_params): a partial params override "
-    "is validated against the module's defaults instead of the route's compiled params, so "
-    "PUT rate_limit {params: {per: project}} is refused with SY109 `needs requests or tokens` "
-    "although the route sets `requests` (the effective params would be valid)",
-    strict=True,
-)
 def test_a_partial_params_override_is_accepted(gw: Gateway) -> None:
     body = {"params": {"per": "project"}, "route": "per_project"}
     response = gw.api("PUT", "/api/proxy/modules/rate_limit", json=body)

@@ -111,7 +111,13 @@ def blueprint(store: Store, toggles: Toggles, reloader: Reloader,
         if not declaring:
             return api_error(400, f"no route declares module `{name}`")
         if params:
-            _typed, problems = check_params(REGISTRY[name], params)
+            problems: list[dict[str, Any]] = []
+            targets = [r for r in declaring if not route or r.name == route]
+            for target in targets:  # the override must make sense on every route it lands on
+                config = next(m for m in target.modules if m.name == name)
+                _typed, problems = check_params(REGISTRY[name], params, config.params)
+                if problems:
+                    break
             if problems:
                 return jsonify({"error": {"message": problems[0]["message"], "type": "invalid_request_error",
                                           "code": problems[0]["code"], "param": problems[0]["param"]},

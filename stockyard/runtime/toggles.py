@@ -41,8 +41,13 @@ class Override:
         }
 
 
-def check_params(spec: ModuleSpec, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Validate JSON params against the module's schema: (typed values, problems)."""
+def check_params(
+    spec: ModuleSpec, params: Mapping[str, Any], base: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Validate JSON params against the module's schema: (typed values, problems).
+
+    ``base`` is what the override lands on (a route's compiled params); cross-parameter rules
+    are checked on the result, so a partial override of a valid configuration is accepted."""
     typed: dict[str, Any] = {}
     problems: list[dict[str, Any]] = []
     for name, value in params.items():
@@ -61,7 +66,8 @@ def check_params(spec: ModuleSpec, params: Mapping[str, Any]) -> tuple[dict[str,
             problems.append({"code": problem.code, "param": name,
                              "message": f"`{name}`: {problem.message}", "help": problem.help})
     if not problems and spec.validate is not None:
-        merged = {n: p.default for n, p in spec.params.items() if not p.required} | typed
+        defaults = {n: p.default for n, p in spec.params.items() if not p.required}
+        merged = defaults | dict(base or {}) | typed
         for problem in spec.validate(merged):
             problems.append({"code": problem.code, "param": None, "message": problem.message,
                              "help": problem.help})
@@ -110,7 +116,7 @@ class Toggles:
                 enabled = override.enabled
             if override.params:
                 spec = self.registry[config.name]
-                typed, problems = check_params(spec, override.params)
+                typed, problems = check_params(spec, override.params, config.params)
                 if not problems:
                     params.update(typed)
         return enabled, params, source
