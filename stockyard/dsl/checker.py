@@ -277,8 +277,8 @@ def _provider_kind(
 
 
 def _chain_names(program: Program) -> set[str]:
-    """Every name a route's `chain` mentions, read from the syntax: a chain with an error in it
-    still uses the providers it names."""
+    """Every name a route mentions, read from the syntax: a chain with an error in it still
+    uses the providers it names."""
     names: set[str] = set()
 
     def visit(value: ast.Value) -> None:
@@ -296,10 +296,11 @@ def _chain_names(program: Program) -> set[str]:
                 visit(member)
 
     for route in program.routes:
+        # Every attribute, not just `chain`: a `chain` line swallowed by the line before it
+        # (`models "a",`) still names its providers.
         for attr in route.values.block.attributes:
-            if attr.name.name == "chain":
-                for value in attr.values:
-                    visit(value)
+            for value in attr.values:
+                visit(value)
     # `chain opnai` is reported with "did you mean `openai`?"; `openai` is not unused.
     for name in list(names):
         if name not in program.providers:

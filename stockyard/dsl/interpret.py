@@ -89,6 +89,85 @@ def split_shared_lines(block: ast.Block, spec: BlockSpec) -> tuple[ast.Attribute
     return tuple(result)
 
 
+def split_run_on_lines(
+    nodes: tuple[ast.Attribute, ...],
+    allowed: Mapping[str, AttributeSpec],
+    diagnostics: list[Diagnostic],
+) -> tuple[ast.Attribute, ...]:
+    """``models "a",`` then ``chain openai`` on the next line: the trailing `,` (or `->`, `|`)
+    continues the line, so `chain` is read as a value of `models`. Say so once, and read the
+    next line as the attribute it was meant to be rather than reporting its consequences."""
+    result: list[ast.Attribute] = []
+    pending = list(nodes)
+    while pending:
+        node = pending.pop(0)
+        split = _run_on(node, allowed)
+        if split is None:
+            result.append(node)
+            continue
+        head, name, rest, joiner, previous_line = split
+        diagnostics.append(
+            Diagnostic(
+                "SY001",
+                Severity.ERROR,
+                f"`{name.name}` on line {name.span.line} is read as part of `{node.name.name}`",
+                name.span,
+                f"continues `{node.name.name}` from line {previous_line}",
+                notes=(f"a line that ends with {joiner} continues on the next line",),
+                help=f"remove the {joiner} at the end of line {previous_line}",
+            )
+        )
+        end = head[-1].span if head else node.name.span
+        result.append(ast.Attribute(node.name, head, node.name.span.to(end)))
+        end = rest[-1].span if rest else name.span
+        pending.insert(0, ast.Attribute(name, rest, name.span.to(end)))
+    return tuple(result)
+
+
+def _run_on(
+    node: ast.Attribute, allowed: Mapping[str, AttributeSpec]
+) -> tuple[tuple[ast.Value, ...], ast.Ident, tuple[ast.Value, ...], str, int] | None:
+    """Where an attribute name starts a new line inside ``node``'s values: (values before it,
+    the name, values after it, what continued the line, the line it continued)."""
+    values = node.values
+    previous_end = node.name.span.end_line
+    for index, value in enumerate(values):
+        if (
+            isinstance(value, ast.Ident)
+            and value.name in allowed
+            and value.span.line > previous_end
+        ):
+            return values[:index], value, values[index + 1 :], "`,`", previous_end
+        if isinstance(value, ast.Chain | ast.Tier):
+            steps = value.steps if isinstance(value, ast.Chain) else value.members
+            joiner = "`->`" if isinstance(value, ast.Chain) else "`|`"
+            for k in range(1, len(steps)):
+                step = steps[k]
+                if (
+                    isinstance(step, ast.Ident)
+                    and step.name in allowed
+                    and step.span.line > steps[k - 1].span.end_line
+                ):
+                    before = _join(steps[:k], value)
+                    after = _join(steps[k + 1 :], value)
+                    return (
+                        (*values[:index], *before),
+                        step,
+                        (*after, *values[index + 1 :]),
+                        joiner,
+                        steps[k - 1].span.end_line,
+                    )
+        previous_end = value.span.end_line
+    return None
+
+
+def _join(steps: tuple[ast.Value, ...], like: ast.Chain | ast.Tier) -> tuple[ast.Value, ...]:
+    if len(steps) <= 1:
+        return steps
+    span = steps[0].span.to(steps[-1].span)
+    return (ast.Chain(steps, span) if isinstance(like, ast.Chain) else ast.Tier(steps, span),)
+
+
 def read_block(
     block: ast.Block,
     spec: BlockSpec,
@@ -103,7 +182,8 @@ def read_block(
     allowed = {**spec.attributes, **extra}
     meant: set[str] = set()  # attributes that a misspelt one probably is
     written = set(block.broken)  # every attribute written, valid or not
-    for node in split_shared_lines(block, spec):
+    nodes = split_run_on_lines(split_shared_lines(block, spec), allowed, diagnostics)
+    for node in nodes:
         name = node.name.name
         written.add(name)
         attr_spec = allowed.get(name)
