@@ -427,6 +427,16 @@ def test_server_errors_fail_over(
     assert attempts == [("gemini", status, "error"), ("backup", 200, "ok")]
 
 
+def test_error_event_before_any_output_fails_over(
+    gw: Gateway, gem: FakeGemini, backup: Upstream
+) -> None:
+    gem.script = [Say(reply="w0 w1", error_after=0)]  # 200, then `data: {"error": …}`
+    chunks = list(gw.client().chat.completions.create(model="fo-1", messages=HELLO, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "backup answers gpt-4o-mini"
+    assert gem.count == 1 and backup.count == 1
+
+
 def test_bad_request_does_not_fail_over(gw: Gateway, gem: FakeGemini, backup: Upstream) -> None:
     gem.script = [Say(status=400)]
     with pytest.raises(openai.BadRequestError, match="gemini says 400"):
