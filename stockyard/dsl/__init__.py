@@ -8,6 +8,7 @@ Public API::
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,15 @@ def check(
 
     if not options.known_prices:
         options = CheckOptions(options.check_env, options.environ, known_models())
-    program, diagnostics = check_sources(sources.items(), REGISTRY, KINDS, options)
+    # The AST is acyclic and a big pipeline allocates millions of objects: the cyclic
+    # collector would only re-scan them (about a third of the parse time); refcounting frees them.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        program, diagnostics = check_sources(sources.items(), REGISTRY, KINDS, options)
+    finally:
+        if was_enabled:
+            gc.enable()
     extra = list(extra_diagnostics)
     if any(d.code == "SY005" for d in extra):
         # An undecodable byte outside a string is also an unexpected character: say it once.

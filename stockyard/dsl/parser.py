@@ -194,6 +194,16 @@ def _parse_by_block(
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
                     segment = segment[:pos] + " " + segment[pos + 1 :]
+                elif _missing_open_brace(error) and len(skipped) < 25:
+                    # `route chat` with its `{` forgotten: report it, then read the block as if
+                    # the `{` were there, so that its contents are checked too.
+                    skipped.append(
+                        _syntax_diagnostic(
+                            error, segment, path, line_offset, postlex, next_header, text
+                        )
+                    )
+                    pos = error.token.start_pos  # type: ignore[attr-defined]
+                    segment = segment[:pos] + "{" + segment[pos:]
                 elif region is not None and len(skipped) < 25:
                     # Report the error, blank out the attribute's line(s) and parse the rest of
                     # the block: one diagnostic per broken line, and the block is still checked.
@@ -316,6 +326,14 @@ def _too_deep(token: Token, path: str, line_offset: int) -> Diagnostic:
         Span(path, line, column, line, column + 1),
         "too deep",
         help="a value nests a few levels at most, e.g. `[cache(ttl: 10m)]`",
+    )
+
+
+def _missing_open_brace(error: UnexpectedInput) -> bool:
+    return (
+        isinstance(error, UnexpectedToken)
+        and error.token.type == "_NL"
+        and "LBRACE" in error.expected
     )
 
 
@@ -528,8 +546,10 @@ def _order(name: str) -> int:
 def _describe_token(token: Token) -> str:
     if token.type == "NAME":
         return f"name `{token}`"
-    if token.type in ("_NL", "$END"):
-        return _TERMINAL_WORDS[token.type]
+    if token.type == "_NL":
+        return "end of line"
+    if token.type == "$END":
+        return "end of the file"
     if token.type in _TERMINAL_WORDS and token.type not in _VALUE_TERMINALS:
         return _TERMINAL_WORDS[token.type]
     return f"`{token}`"
@@ -594,6 +614,10 @@ def _syntax_diagnostic(
     elif token.type in _VALUE_TERMINALS | {"NAME"} and "COMMA" in expected and "RPAR" in expected:
         help_text = "separate arguments with `,`" + _between(
             postlex, token, "cache(ttl: 10m, max_entries: 5000)"
+        )
+    elif token.type == "_NL" and "LBRACE" in expected:
+        help_text = (
+            f"a block opens with `{{` on its first line: add `{{` at the end of line {span.line}"
         )
     elif token.type in ("NAME", "STRING") and "LBRACE" in expected:
         help_text = "a block is written `kind name { … }`, e.g. `route chat { … }`"

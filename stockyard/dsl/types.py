@@ -50,6 +50,17 @@ class ValueProblem(Exception):
         )
 
 
+# What a string's text would be without its quotes (the grammar's literal forms).
+_UNQUOTED = (
+    ("duration", re.compile(r"[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d)")),
+    ("rate", re.compile(r"[0-9]+(?:\.[0-9]+)?[kKM]?/(?:s|sec|second|m|min|minute|h|hour|d|day)")),
+    ("size", re.compile(r"[0-9]+(?:\.[0-9]+)?(?:B|KB|MB|GB|KiB|MiB|GiB)")),
+    ("money", re.compile(r"\$[0-9]+(?:\.[0-9]+)?(?:/[0-9]+[KkM]?)?")),
+    ("number", re.compile(r"[0-9]+(?:\.[0-9]+)?")),
+    ("status", re.compile(r"[1-5]xx")),
+    ("name", re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z0-9_]+)*")),
+)
+
 TYPE_MISMATCH = "SY106"
 INVALID_VALUE = "SY109"
 OUT_OF_RANGE = "SY110"
@@ -96,15 +107,36 @@ class ValueType:
         raw = f" `{value.raw}`" if isinstance(value, ast.Literal) and value.kind != "string" else ""
         if isinstance(value, ast.Literal) and value.kind == "string":
             raw = f" {value.raw}"
+        unquoted = self._unquoted(value)
         problem = ValueProblem(
             TYPE_MISMATCH,
             f"expected {self.words}, found {found}{raw}",
             value.span,
             f"expected {self.words}",
+            f"remove the quotes: `{unquoted}`" if unquoted else None,
         )
         # The caller knows a better example (the whole attribute or call); this is the fallback.
         problem.example = self.example
         return problem
+
+    def _unquoted(self, value: ast.Value) -> str | None:
+        """``"10m"`` where a duration is expected: the text would do without its quotes."""
+        if not (isinstance(value, ast.Literal) and value.kind == "string"):
+            return None
+        text = value.text
+        for kind, pattern in _UNQUOTED:
+            if pattern.fullmatch(text):
+                bare: ast.Value = (
+                    ast.Ident(text, value.span)
+                    if kind == "name"
+                    else ast.Literal(kind, text, value.span)
+                )
+                try:
+                    self.from_ast(bare)
+                except ValueProblem:
+                    return None
+                return text
+        return None
 
     def json_mismatch(self, value: Any) -> ValueProblem:
         example = f" (for example {self.example!r})" if self.example else ""
