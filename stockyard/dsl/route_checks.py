@@ -37,7 +37,21 @@ def _check_cap(route: RouteDecl, diagnostics: list[Diagnostic]) -> None:
     if cap is None:
         if route.values.block.has("cap"):
             return  # written but invalid: already reported
-        if "cost_cap" in modules:
+        if "cost_cap" in modules and route.modules_from_defaults:
+            # Point at the route (the place to add a cap), once per route, not at `defaults`.
+            diagnostics.append(
+                Diagnostic(
+                    "SY307",
+                    Severity.WARNING,
+                    f"`cost_cap` on route `{route.name}` has no `cap` to enforce",
+                    route.values.block.header,
+                    "no `cap` here",
+                    help=f"add `cap daily $… monthly $…` to route `{route.name}`, or give it "
+                    "its own `modules` without `cost_cap`",
+                    related=(Label(modules["cost_cap"].span, "`cost_cap` comes from `defaults`"),),
+                )
+            )
+        elif "cost_cap" in modules:
             diagnostics.append(
                 Diagnostic(
                     "SY307",
