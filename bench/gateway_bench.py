@@ -340,6 +340,25 @@ def start_gateway(args: argparse.Namespace, workdir: Path, index: int) -> Gatewa
     return Gateway(process, port, elapsed, rss_kib(process.pid)["VmRSS"], log)
 
 
+def store_metrics(port: int) -> dict[str, float]:
+    """The gateway's writer-queue gauges from GET /metrics (empty if it has none)."""
+    try:
+        status, body = http_get(port, "/metrics", timeout=2.0)
+    except OSError:
+        return {}
+    if status != 200:
+        return {}
+    found = {}
+    for line in body.decode(errors="replace").splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("stockyard_store_queue_depth", "stockyard_store_backpressure_total"):
+            try:
+                found[name.removeprefix("stockyard_store_")] = float(value)
+            except ValueError:
+                pass
+    return found
+
+
 # --- load: wrk -------------------------------------------------------------------------------
 
 @dataclass
@@ -717,6 +736,12 @@ def render(result: dict[str, Any]) -> str:
                " pessimistic; CPU = share of one core during the run; other load = CPU taken on the\n"
                " gateway's core by processes outside the benchmark during the gateway run: ~0% on a\n"
                " quiet machine)")
+    levels = ", ".join(
+        f"c={row['concurrency']} {row.get('gateway_rss_after_mib', 0):.0f} MiB"
+        + (f" (writer queue {row['gateway_store_after'].get('queue_depth', 0):,.0f}, back-pressure waits "
+           f"{row['gateway_store_after'].get('backpressure_total', 0):,.0f})" if row.get("gateway_store_after") else "")
+        for row in result["nonstream"])
+    out.append(f"gateway RSS after each level: {levels}")
     lat = result["latency_c1"]
     out += ["", f"Latency at concurrency 1, exact: {lat['direct']['requests']} sequential non-streaming "
                 "requests on one keep-alive connection (ms)"]
@@ -898,10 +923,12 @@ def main(argv: list[str] | None = None) -> int:
                 "added_p99_ms": through.p99_ms - direct.p99_ms,
                 "gateway_cpu_us_per_req": 1e6 * through.cpu["gateway"] / through.rps if through.rps else None,
                 "gateway_rss_after_mib": rss_kib(gateway.process.pid)["VmRSS"] / 1024,
+                "gateway_store_after": store_metrics(gateway.port),
             })
             print(f"bench: c={concurrency}: direct {direct.rps:,.0f} req/s p50 {direct.p50_ms:.3f} ms; "
                   f"gateway {through.rps:,.0f} req/s p50 {through.p50_ms:.3f} ms "
-                  f"(gateway CPU {100 * through.cpu['gateway']:.0f}%, RSS {nonstream[-1]['gateway_rss_after_mib']:.0f} MiB)",
+                  f"(gateway CPU {100 * through.cpu['gateway']:.0f}%, RSS {nonstream[-1]['gateway_rss_after_mib']:.0f} MiB"
+                  + "".join(f", store {k} {v:,.0f}" for k, v in nonstream[-1]["gateway_store_after"].items()) + ")",
                   file=sys.stderr)
 
         wait_quiet(args)
