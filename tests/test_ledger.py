@@ -6,6 +6,7 @@ against an exported head; admin actions are recorded with their actor."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -237,8 +238,6 @@ def test_hash_is_sha256_of_prev_and_canonical_event(gw: Gateway) -> None:
     ]
     body = {k: event[k] for k in ("seq", "ts", "type", "actor", "resource", "action", "detail")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    import hashlib
-
     assert event["hash"] == hashlib.sha256((GENESIS + text).encode()).hexdigest()
     assert event["hash"] == event_hash(GENESIS, body)
 
@@ -406,3 +405,41 @@ def test_admin_actions_are_in_the_ledger_with_their_actor(tmp_path: Path) -> Non
         assert get(gateway, "/api/trust/ledger/verify", headers=auth())["valid"] is True
     finally:
         gateway.stop()
+
+
+def test_hashes_match_the_documented_formula_for_any_content() -> None:
+    """SHA-256(prev_hash ‖ json.dumps(event, sort_keys, no whitespace, UTF-8)) for events full
+    of quotes, backslashes, control characters, non-ASCII text, odd numbers and nesting."""
+    rng = random.Random(7)
+    alphabet = ['a', 'Z', '0', ' ', '"', "\\", "/", "\n", "\t", "\x00", "\x1f", "é", "✓", "😀",
+                "\u2028", "\x7f", "<", "&"]  # fmt: skip
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+
+    def value(depth: int = 0) -> Any:
+        pick = rng.random()
+        if depth > 2 or pick < 0.3:
+            return text()
+        if pick < 0.4:
+            return rng.randint(-(10**20), 10**20)
+        if pick < 0.5:
+            return rng.choice([1.5, -0.0, 1e16, 1e-7, 0.1, float("inf")])
+        if pick < 0.6:
+            return rng.choice([True, False, None])
+        if pick < 0.8:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {text(): value(depth + 1) for _ in range(rng.randint(0, 3))}
+
+    chain, prev, verifier = Chain(), GENESIS, Verifier()
+    for seq in range(1, 1001):
+        fields = {"type": text(), "actor": text(), "resource": text(), "action": text(),
+                  "ts": text() or "t", "detail": {text(): value() for _ in range(3)}}  # fmt: skip
+        row = chain.append(fields["type"], fields["actor"], fields["resource"], fields["action"],
+                           fields["detail"], ts=fields["ts"])  # fmt: skip
+        body = json.dumps({"seq": seq, **fields}, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False)  # fmt: skip
+        assert row[8] == hashlib.sha256((prev + body).encode()).hexdigest(), fields
+        assert json.loads(row[6]) == json.loads(json.dumps(fields["detail"]))
+        assert verifier.feed(row), verifier.result()
+        prev = row[8]

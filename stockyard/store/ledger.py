@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 GENESIS = "0" * 64
@@ -21,12 +22,38 @@ GENESIS = "0" * 64
 COLUMNS = ("seq", "ts", "type", "actor", "resource", "action", "detail", "prev_hash", "hash")
 
 
+# json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(event).encode()
 
 
 def event_hash(prev_hash: str, event: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + canonical(event)).hexdigest()
+
+
+def _event_text(
+    seq: Any, ts: Any, type_: Any, actor: Any, resource: Any, action: Any, detail_text: str
+) -> str:
+    """The canonical JSON of an event whose detail is already canonical text: the very text
+    ``canonical()`` gives for the whole event (keys in sorted order, strings escaped by the
+    same function), without encoding the detail a second time. Values of unexpected types
+    take the general path."""
+    if type(seq) is int and all(type(v) is str for v in (ts, type_, actor, resource, action)):
+        enc = encode_basestring
+        return (
+            f'{{"action":{enc(action)},"actor":{enc(actor)},"detail":{detail_text},'
+            f'"resource":{enc(resource)},"seq":{seq},"ts":{enc(ts)},"type":{enc(type_)}}}'
+        )
+    detail = json.loads(detail_text)
+    return _CANONICAL.encode({"seq": seq, "ts": ts, "type": type_, "actor": actor,
+                              "resource": resource, "action": action, "detail": detail})
+
+
+def _digest(prev_hash: str, text: str) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + text.encode()).hexdigest()
 
 
 def now_iso() -> str:
@@ -44,13 +71,10 @@ class Chain:
                ts: str | None = None) -> tuple[Any, ...]:
         """Link a new event after the head; returns the row to insert."""
         seq = self.seq + 1
-        event = {
-            "seq": seq, "ts": ts or now_iso(), "type": type_, "actor": actor,
-            "resource": resource, "action": action, "detail": detail,
-        }
-        digest = event_hash(self.hash, event)
-        row = (seq, event["ts"], type_, actor, resource, action,
-               canonical(detail).decode(), self.hash, digest)
+        ts = ts or now_iso()
+        detail_text = _CANONICAL.encode(detail)
+        digest = _digest(self.hash, _event_text(seq, ts, type_, actor, resource, action, detail_text))
+        row = (seq, ts, type_, actor, resource, action, detail_text, self.hash, digest)
         self.seq, self.hash = seq, digest
         return row
 
@@ -89,12 +113,10 @@ class Verifier:
             detail_obj = json.loads(detail)
         except (TypeError, ValueError):
             return self._break(seq, "detail is not valid JSON")
-        if not isinstance(detail, str) or canonical(detail_obj).decode() != detail:
+        if not isinstance(detail, str) or _CANONICAL.encode(detail_obj) != detail:
             # the writer stores canonical JSON: any other spelling was edited after the fact
             return self._break(seq, "detail is not in the canonical form it was written in")
-        event = {"seq": seq, "ts": ts, "type": type_, "actor": actor, "resource": resource,
-                 "action": action, "detail": detail_obj}
-        if event_hash(prev_hash, event) != digest:
+        if _digest(prev_hash, _event_text(seq, ts, type_, actor, resource, action, detail)) != digest:
             return self._break(seq, "hash does not match the event's content")
         if self.expect_head is not None and digest == self.expect_head:
             self.head_found = True
