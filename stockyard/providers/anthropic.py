@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -10,7 +10,6 @@ from ..dsl.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.types import Integer, Text
 from ..exceptions import UpstreamFailure
-from ..runtime.clients import HttpClients
 from ..runtime.context import RequestContext
 from .base import UpstreamRequest
 from .translate import (
@@ -31,6 +30,9 @@ from .translate import (
     tool_choice_of,
     unsupported,
 )
+
+if TYPE_CHECKING:
+    from ..runtime.clients import HttpClients
 
 KIND = ProviderKind(
     name="anthropic",

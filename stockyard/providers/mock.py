@@ -11,7 +11,7 @@ import struct
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -19,9 +19,11 @@ from ..dsl.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.types import Duration, Number, Text
 from ..exceptions import UpstreamFailure
-from ..runtime.clients import HttpClients
 from ..runtime.sse import event
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream
+
+if TYPE_CHECKING:
+    from ..runtime.clients import HttpClients
 
 KIND = ProviderKind(
     name="mock",

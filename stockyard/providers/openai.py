@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from ..dsl.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.types import Text
 from ..exceptions import UpstreamFailure
-from ..runtime.clients import HttpClients
 from ..runtime.env import resolve
 from ..runtime.sse import openai_stream
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
+
+if TYPE_CHECKING:  # aiohttp is imported when a request is sent: `stockyard check` never needs it
+    import aiohttp
+
+    from ..runtime.clients import HttpClients
 
 # Response headers that describe the hop, not the payload, and are not passed back.
 HOP_HEADERS = frozenset(
@@ -118,6 +121,8 @@ class OpenAIAdapter:
         `first_token` (and `total`), counted from the request, headers included; after that,
         `total` bounds each wait between chunks rather than the whole answer, which may stream
         for as long as the model keeps producing."""
+        import aiohttp
+
         session = self.clients.session(self.spec.name, self.spec.max_connections)
         timeouts = request.timeouts
         name = self.spec.name
@@ -221,6 +226,8 @@ def _usage_of(body: bytes) -> dict[str, Any] | None:
 async def _chunks(
     first: bytes, response: aiohttp.ClientResponse, name: str
 ) -> AsyncIterator[bytes]:
+    import aiohttp
+
     finished = False
     try:
         yield first

@@ -11,19 +11,22 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
 import orjson
 
 from ..dsl.generation import ProviderSpec
 from ..exceptions import UpstreamFailure
-from ..runtime.clients import HttpClients
 from ..runtime.context import RequestContext
 from ..runtime.env import resolve
 from ..runtime.sse import DONE, EventSplitter, event
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
 from .openai import HOP_HEADERS, _chunks, _closer, _reason, _seconds
+
+if TYPE_CHECKING:  # aiohttp is imported when a request is sent: `stockyard check` never needs it
+    import aiohttp
+
+    from ..runtime.clients import HttpClients
 
 # --- failures ---------------------------------------------------------------------------------
 
@@ -358,6 +361,8 @@ class TranslatingAdapter:
         url = self.url(request)
         data = orjson.dumps(self.payload(request))
         headers = self.request_headers(request)
+        import aiohttp
+
         session = self.clients.session(name, self.spec.max_connections)
         timeouts = request.timeouts
         if request.stream:
