@@ -313,8 +313,10 @@ def _chain_names(program: Program) -> set[str]:
 def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
     used = _chain_names(program)
     # A route that could not be read may use any provider: do not call one unused.
+    # A route with a line skipped for a syntax error, or a misspelt `chain`, may name any
+    # provider: do not call one unused.
     routes_unreadable = "route" in program.unreadable or any(
-        "chain" in r.values.block.broken for r in program.routes
+        r.values.block.broken or "chain" in r.values.misspelt for r in program.routes
     )
     for name, provider in program.providers.items():
         values = provider.values

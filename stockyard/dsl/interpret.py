@@ -38,6 +38,8 @@ class AttrValue:
 class BlockValues:
     block: ast.Block
     attributes: dict[str, list[AttrValue]] = field(default_factory=dict)
+    # Attributes that a misspelt one probably is (`pth` → `path`): already reported.
+    misspelt: set[str] = field(default_factory=set)
 
     def get(self, name: str) -> AttrValue | None:
         values = self.attributes.get(name)
@@ -180,7 +182,7 @@ def read_block(
     ``elsewhere`` names where attributes not allowed here do belong (for a hint)."""
     result = BlockValues(block)
     allowed = {**spec.attributes, **extra}
-    meant: set[str] = set()  # attributes that a misspelt one probably is
+    meant = result.misspelt
     written = set(block.broken)  # every attribute written, valid or not
     nodes = split_run_on_lines(split_shared_lines(block, spec), allowed, diagnostics)
     for node in nodes:
@@ -191,7 +193,7 @@ def read_block(
             diagnostics.append(
                 _unknown_attribute(node, spec, allowed, extra_owner, elsewhere or {})
             )
-            guess = closest(name, allowed)
+            guess = closest(name, allowed) or _glued(name, allowed)
             if guess is not None:
                 meant.add(guess)
             continue
@@ -232,6 +234,14 @@ def read_block(
     return result
 
 
+def _glued(name: str, allowed: Mapping[str, AttributeSpec]) -> str | None:
+    """`chainopenai`: an attribute name run into its value."""
+    for attribute in sorted(allowed, key=len, reverse=True):
+        if len(attribute) >= 4 and name.startswith(attribute) and len(name) > len(attribute):
+            return attribute
+    return None
+
+
 def _unknown_attribute(
     node: ast.Attribute,
     spec: BlockSpec,
@@ -241,6 +251,9 @@ def _unknown_attribute(
 ) -> Diagnostic:
     name = node.name.name
     suggestion = did_you_mean(name, allowed)
+    glued = _glued(name, allowed)
+    if suggestion is None and glued is not None:
+        suggestion = f"is a space missing? `{glued} {name[len(glued) :]}`"
     notes: tuple[str, ...] = ()
     if suggestion is None:
         notes = (f"{spec.kind} blocks accept: {', '.join(f'`{a}`' for a in allowed)}",)

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
@@ -125,8 +125,11 @@ def build_lark(*, strict: bool = False) -> tuple[Lark, _LineContinuation]:
         parser="lalr",
         lexer="basic",
         postlex=postlex,
-        propagate_positions=True,
         maybe_placeholders=False,
+        # The AST is built during the parse (no tree, no second pass); spans come from the
+        # first and last token of each rule, so every token is kept, punctuation included.
+        keep_all_tokens=True,
+        transformer=_BUILDER,
         strict=strict,
     )
     return parser, postlex
@@ -145,11 +148,17 @@ def parse(text: str, path: str) -> tuple[ast.SourceFile, list[Diagnostic]]:
     parser, postlex = _lark()
     with _lock:
         try:
-            tree = parser.parse(text)
+            blocks = _parse_ast(parser, text, path, 0)
         except (UnexpectedInput, _TooDeep):
             return _parse_by_block(text, path, parser, postlex)
-    blocks = _ToAst(path, 0).transform(tree)
     return ast.SourceFile(path, text, tuple(blocks)), []
+
+
+def _parse_ast(parser: Lark, text: str, path: str, line_offset: int) -> list[ast.Block]:
+    """Parse to the AST's blocks; the caller holds ``_lock`` (the builder's file and offset)."""
+    _BUILDER.file = path
+    _BUILDER.offset = line_offset
+    return parser.parse(text)  # type: ignore[return-value]
 
 
 def _parse_by_block(
@@ -176,7 +185,7 @@ def _parse_by_block(
         tree = None
         while tree is None and failure is None:
             try:
-                tree = parser.parse(segment)
+                tree = _parse_ast(parser, segment, path, line_offset)
             except _TooDeep as deep:
                 diagnostics.append(_too_deep(deep.token, path, line_offset))
                 header = _broken_header(segment, path, line_offset)
@@ -194,7 +203,7 @@ def _parse_by_block(
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
                     segment = segment[:pos] + " " + segment[pos + 1 :]
-                elif _missing_open_brace(error) and len(skipped) < 25:
+                elif _missing_open_brace(error, segment) and len(skipped) < 25:
                     # `route chat` with its `{` forgotten: report it, then read the block as if
                     # the `{` were there, so that its contents are checked too.
                     skipped.append(
@@ -232,8 +241,7 @@ def _parse_by_block(
             )
             strays = strays[1:]
             try:  # the stray `}` closes the outer block: read it as if closed in place
-                outer_tree = parser.parse(outer_segment + "\n}")
-                blocks.extend(_ToAst(path, outer_offset).transform(outer_tree))
+                blocks.extend(_parse_ast(parser, outer_segment + "\n}", path, outer_offset))
                 if outer_header is not None:
                     broken.remove(outer_header)
             except UnexpectedInput:
@@ -251,7 +259,7 @@ def _parse_by_block(
             if diagnostic.message.startswith("unclosed block"):
                 unclosed = (segment, line_offset, diagnostic, header)
             continue
-        for block in _ToAst(path, line_offset).transform(tree):
+        for block in tree:
             names = tuple(
                 name
                 for first, last, found in skipped_lines
@@ -329,12 +337,22 @@ def _too_deep(token: Token, path: str, line_offset: int) -> Diagnostic:
     )
 
 
-def _missing_open_brace(error: UnexpectedInput) -> bool:
-    return (
+def _missing_open_brace(error: UnexpectedInput, segment: str) -> bool:
+    """`route chat` at the end of a line, its attributes indented below it: a forgotten `{`."""
+    if not (
         isinstance(error, UnexpectedToken)
         and error.token.type == "_NL"
         and "LBRACE" in error.expected
-    )
+    ):
+        return False
+    lines = segment.split("\n")
+    line = error.token.line or 0
+    if not 0 < line < len(lines):
+        return False
+    header = lines[line - 1]
+    following = next((x for x in lines[line:] if x.strip() and not x.strip().startswith("#")), "")
+    indent = len(header) - len(header.lstrip())
+    return len(following) - len(following.lstrip()) > indent
 
 
 def _stray_brace(error: UnexpectedInput) -> bool:
@@ -403,80 +421,90 @@ def _header_text(text: str, offset: int) -> tuple[str, int]:
     return header, text.count("\n", 0, offset) + 1
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
-    def __init__(self, path: str, line_offset: int) -> None:
-        super().__init__()
-        self._file = path
-        self.offset = line_offset
+class _AstBuilder(Transformer):
+    """Lark's callbacks, applied while parsing: each rule's children (every token kept) to an
+    AST node whose span runs from its first child to its last, as Lark's positions would."""
 
-    def _span(self, meta: object) -> Span:
+    def __init__(self) -> None:
+        super().__init__()
+        self.file = ""
+        self.offset = 0
+
+    def _span(self, first: object, last: object) -> Span:
         o = self.offset
-        m = meta
-        return Span(self._file, m.line + o, m.column, m.end_line + o, m.end_column)  # type: ignore[attr-defined]
+        if isinstance(first, Token):
+            line, column = first.line + o, first.column  # type: ignore[operator]
+        else:
+            start = first.span  # type: ignore[attr-defined]
+            line, column = start.line, start.column
+        if isinstance(last, Token):
+            return Span(self.file, line, column, last.end_line + o, last.end_column)  # type: ignore[operator,arg-type]
+        end = last.span  # type: ignore[attr-defined]
+        return Span(self.file, line, column, end.end_line, end.end_column)
 
     def _token_span(self, token: Token) -> Span:
         o = self.offset
-        return Span(self._file, token.line + o, token.column, token.end_line + o, token.end_column)  # type: ignore[operator]
+        return Span(self.file, token.line + o, token.column, token.end_line + o, token.end_column)  # type: ignore[operator,arg-type]
 
-    def start(self, meta: object, children: list[ast.Block]) -> list[ast.Block]:
-        return children
+    def start(self, children: list[object]) -> list[ast.Block]:
+        return [c for c in children if isinstance(c, ast.Block)]
 
-    def block(self, meta: object, children: list[object]) -> ast.Block:
+    def block(self, children: list[object]) -> ast.Block:
         kind_token = children[0]
         assert isinstance(kind_token, Token)
         kind = ast.Ident(str(kind_token), self._token_span(kind_token))
         label: ast.Ident | ast.Literal | None = None
-        rest = children[1:]
-        if rest and isinstance(rest[0], Token):
-            token = rest[0]
+        token = children[1]
+        if isinstance(token, Token) and token.type in ("NAME", "STRING"):
             span = self._token_span(token)
             if token.type == "STRING":
                 label = ast.Literal("string", str(token), span)
             else:
                 label = ast.Ident(str(token), span)
-            rest = rest[1:]
         header = kind.span.to(label.span) if label else kind.span
-        attributes = tuple(a for a in rest if isinstance(a, ast.Attribute))
-        return ast.Block(kind, label, attributes, self._span(meta), header)
+        attributes = tuple(a for a in children if isinstance(a, ast.Attribute))
+        return ast.Block(kind, label, attributes, self._span(kind_token, children[-1]), header)
 
-    def attribute(self, meta: object, children: list[object]) -> ast.Attribute:
+    def attribute(self, children: list[object]) -> ast.Attribute:
         name_token = children[0]
         assert isinstance(name_token, Token)
         name = ast.Ident(str(name_token), self._token_span(name_token))
         values = tuple(c for c in children[1:] if not isinstance(c, Token))
-        return ast.Attribute(name, values, self._span(meta))  # type: ignore[arg-type]
+        return ast.Attribute(name, values, self._span(name_token, children[-1]))  # type: ignore[arg-type]
 
-    def chain(self, meta: object, children: list[ast.Value]) -> ast.Chain:
-        return ast.Chain(tuple(children), self._span(meta))
+    def chain(self, children: list[object]) -> ast.Chain:
+        tiers = tuple(c for c in children if not isinstance(c, Token))
+        return ast.Chain(tiers, self._span(children[0], children[-1]))  # type: ignore[arg-type]
 
-    def balanced(self, meta: object, children: list[ast.Value]) -> ast.Tier:
-        return ast.Tier(tuple(children), self._span(meta))
+    def balanced(self, children: list[object]) -> ast.Tier:
+        atoms = tuple(c for c in children if not isinstance(c, Token))
+        return ast.Tier(atoms, self._span(children[0], children[-1]))  # type: ignore[arg-type]
 
-    def ident(self, meta: object, children: list[Token]) -> ast.Ident:
+    def ident(self, children: list[Token]) -> ast.Ident:
         return ast.Ident(str(children[0]), self._token_span(children[0]))
 
-    def call(self, meta: object, children: list[object]) -> ast.Call:
+    def call(self, children: list[object]) -> ast.Call:
         name_token = children[0]
         assert isinstance(name_token, Token)
         name = ast.Ident(str(name_token), self._token_span(name_token))
         arguments = tuple(c for c in children[1:] if isinstance(c, ast.Argument))
-        return ast.Call(name, arguments, self._span(meta))
+        return ast.Call(name, arguments, self._span(name_token, children[-1]))
 
-    def named_argument(self, meta: object, children: list[object]) -> ast.Argument:
-        token, value = children
+    def named_argument(self, children: list[object]) -> ast.Argument:
+        token, value = children[0], children[-1]
         assert isinstance(token, Token)
         name = ast.Ident(str(token), self._token_span(token))
-        return ast.Argument(name, value, self._span(meta))  # type: ignore[arg-type]
+        return ast.Argument(name, value, self._span(token, value))  # type: ignore[arg-type]
 
-    def positional_argument(self, meta: object, children: list[ast.Value]) -> ast.Argument:
-        return ast.Argument(None, children[0], self._span(meta))
+    def positional_argument(self, children: list[ast.Value]) -> ast.Argument:
+        return ast.Argument(None, children[0], self._span(children[0], children[-1]))
 
-    def list(self, meta: object, children: list[ast.Value]) -> ast.ListValue:
-        return ast.ListValue(tuple(children), self._span(meta))
+    def list(self, children: list[object]) -> ast.ListValue:
+        values = tuple(c for c in children if not isinstance(c, Token))
+        return ast.ListValue(values, self._span(children[0], children[-1]))  # type: ignore[arg-type]
 
     def _literal(kind: str):  # type: ignore[no-untyped-def]  # noqa: N805
-        def make(self: _ToAst, meta: object, children: list[Token]) -> ast.Literal:
+        def make(self: _AstBuilder, children: list[Token]) -> ast.Literal:
             return ast.Literal(kind, str(children[0]), self._token_span(children[0]))
 
         return make
@@ -490,6 +518,9 @@ class _ToAst(Transformer):
     status = _literal("status")
     path = _literal("path")
     del _literal
+
+
+_BUILDER = _AstBuilder()
 
 
 # --- syntax errors in words -----------------------------------------------------------------
@@ -590,6 +621,8 @@ def _syntax_diagnostic(
         max(1, (token.end_column or token.column + 1) - token.column) if token.type != "_NL" else 1
     )
     span = at(token.line, token.column, width)
+    if "RBRACE" in expected:
+        expected.discard("$END")  # inside a block the file cannot end yet
     message = f"unexpected {_describe_token(token)}, expected {_expected_words(expected)}"
     line_text = _line(segment, token.line)
     help_text: str | None = None
@@ -615,6 +648,17 @@ def _syntax_diagnostic(
         help_text = "separate arguments with `,`" + _between(
             postlex, token, "cache(ttl: 10m, max_entries: 5000)"
         )
+    elif token.type == "_NL" and "LBRACE" in expected and line_text[:1] in (" ", "\t"):
+        word = line_text.split()[0] if line_text.split() else ""
+        column = len(line_text) - len(line_text.lstrip()) + 1
+        return Diagnostic(
+            "SY001",
+            Severity.ERROR,
+            f"attribute `{word}` is outside any block",
+            at(token.line, column, max(1, len(word))),
+            "not inside a block",
+            help="is the line that opens the block (`kind name {`) missing above it?",
+        )
     elif token.type == "_NL" and "LBRACE" in expected:
         help_text = (
             f"a block opens with `{{` on its first line: add `{{` at the end of line {span.line}"
@@ -627,7 +671,29 @@ def _syntax_diagnostic(
         help_text = "separate arguments with `,` and write named ones as `name: value`"
     elif token.type == "NAME" and "LBRACE" not in expected and "_NL" in expected:
         help_text = "one attribute per line, or separate them with `;`"
+    if help_text is None:
+        help_text = _fallback_help(token, expected)
     return Diagnostic("SY001", Severity.ERROR, message, span, "unexpected here", (), help_text)
+
+
+def _fallback_help(token: Token, expected: set[str]) -> str | None:
+    """Something to do about an unexpected token when no better advice applies."""
+    shown = _TERMINAL_WORDS.get(token.type, f"`{token}`")
+    if token.type in _CLOSERS:
+        return f"this {shown} closes nothing: remove it"
+    if token.type == "LPAR":
+        return "`(` follows a name directly, as in `cache(ttl: 10m)`"
+    if token.type in ("_ARROW", "_BAR"):
+        return f"{shown} goes between two providers, as in `chain a -> b | c`"
+    if token.type == "COMMA":
+        return "`,` goes between two values"
+    if "NAME" in expected and "RBRACE" in expected:
+        return "each line of a block starts with an attribute's name, e.g. `timeout 30s`"
+    if "$END" in expected:
+        return "outside blocks only `kind name { … }` may appear: is a `}` too early above?"
+    if "LBRACE" in expected:
+        return "a block is written `kind name { … }`, e.g. `route chat { … }`"
+    return None
 
 
 def _between(postlex: _LineContinuation, token: Token, fallback: str) -> str:
@@ -741,6 +807,8 @@ def _bad_character(error: UnexpectedCharacters, segment: str, at) -> Diagnostic:
         help_text = 'strings use double quotes: "…"'
         if quoted:
             help_text = f'strings use double quotes: write `"{quoted.group(1)}"`'
+    elif char == ">":
+        help_text = "did you mean `->`?"
     elif char == "\ufffd":
         help_text = "remove the character, or save the file as UTF-8"
     elif not char.isascii() and char.isalnum():
@@ -753,7 +821,7 @@ def _bad_character(error: UnexpectedCharacters, segment: str, at) -> Diagnostic:
         f"unexpected character `{char}`",
         at(error.line, error.column, 1),
         "not valid here",
-        help=help_text,
+        help=help_text or "remove it",
     )
 
 
@@ -834,6 +902,8 @@ def _unexpected_end(
     help_text = None
     if "LBRACE" in expected:
         help_text = "a block is written `kind name { … }`, e.g. `route chat { … }`"
+    elif "RBRACE" in expected:
+        help_text = "close the block with `}`"
     return Diagnostic(
         "SY002",
         Severity.ERROR,
