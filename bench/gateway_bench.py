@@ -278,10 +278,9 @@ def gateway_argv(args: argparse.Namespace, port: int, workdir: Path) -> list[str
     if args.floor:
         launcher = [args.python, str(BENCH / "serve_variant.py"), "--floor", "--server", args.server,
                     "--loop", args.loop, "--"]
-    elif args.loop == "uvloop":
-        launcher = [args.python, str(BENCH / "serve_variant.py"), "--loop", "uvloop", "--"]
-    elif args.server != "hypercorn":
-        launcher = [args.python, str(BENCH / "serve_variant.py"), "--server", args.server, "--"]
+    elif args.loop != "asyncio" or args.server != "hypercorn" or args.patch:
+        launcher = [args.python, str(BENCH / "serve_variant.py"), "--loop", args.loop, "--server", args.server,
+                    *(f"--patch={name}" for name in args.patch), "--"]
     else:
         launcher = [args.python, "-m", "stockyard"]
     argv = [*launcher, "serve", "--port", str(port), "--pipelines", str(workdir / "pipelines"),
@@ -826,6 +825,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="experiment: run the gateway on uvloop (via bench/serve_variant.py)")
     parser.add_argument("--server", choices=("hypercorn", "uvicorn"), default="hypercorn",
                         help="experiment: serve the same ASGI app with another server")
+    parser.add_argument("--patch", action="append", default=[], choices=("dummy-cookie-jar",),
+                        help="experiment: monkey-patch the gateway (see bench/serve_variant.py)")
     parser.add_argument("--floor", action="store_true",
                         help="experiment: in the gateway's place, a bare ASGI app on the same server that "
                         "answers a fixed body without calling the upstream (the server's own ceiling)")
@@ -881,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         label = args.label or "-".join(
             [{"default": "default", "none": "none", "all": "all"}.get(args.modules, "custom")]
             + ([args.loop] if args.loop != "asyncio" else [])
-            + ([args.server] if args.server != "hypercorn" else []))
+            + ([args.server] if args.server != "hypercorn" else []) + args.patch)
     out = args.out or RESULTS / f"gateway-{label}.json"
     if dropped:
         print(f"bench: modules without a runtime implementation (no factory= in stockyard/modules/): "
@@ -983,7 +984,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "versions": versions(), "git": git_state(args),
             "gateway_core": args.gateway_core, "load_core": args.load_core,
-            "server": args.server, "loop": args.loop, "floor": args.floor, "watch": not args.no_watch, "nice": args.nice, "rt": args.rt,
+            "server": args.server, "loop": args.loop, "floor": args.floor, "patch": args.patch, "watch": not args.no_watch, "nice": args.nice, "rt": args.rt,
             "modules": modules, "modules_asked": asked, "modules_dropped": dropped,
             "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
             "sse_events": args.sse_events, "sse_gap_ms": args.sse_gap_ms,

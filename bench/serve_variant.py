@@ -25,6 +25,8 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--server", choices=("hypercorn", "uvicorn"), default="hypercorn")
     parser.add_argument("--floor", action="store_true", help="a bare ASGI app instead of Stockyard")
+    parser.add_argument("--patch", action="append", default=[], choices=("dummy-cookie-jar",),
+                        help="dummy-cookie-jar: aiohttp sessions keep no cookies (DummyCookieJar)")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
@@ -32,6 +34,8 @@ def main() -> int:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if "dummy-cookie-jar" in args.patch:
+        _patch_cookie_jar()
     if args.floor:
         return _floor(rest, args.server)
     if args.server == "hypercorn":
@@ -39,6 +43,19 @@ def main() -> int:
 
         return stockyard(rest)
     return _uvicorn(rest)
+
+
+def _patch_cookie_jar() -> None:
+    """Every aiohttp.ClientSession without an explicit cookie_jar gets a DummyCookieJar."""
+    import aiohttp
+
+    original = aiohttp.ClientSession.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("cookie_jar", aiohttp.DummyCookieJar())
+        original(self, *args, **kwargs)
+
+    aiohttp.ClientSession.__init__ = init  # type: ignore[method-assign]
 
 
 def _uvicorn(argv: list[str]) -> int:
