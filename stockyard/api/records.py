@@ -102,16 +102,20 @@ def blueprint(store: Store, guard: Any) -> Blueprint:
         )
         rows = await store.query(sql, [f"-{int(days) - 1} days"])
         items = []
-        total = 0
+        total = unpriced = 0
         for row in rows:
             data = dict(row)
             if data["requests"] is None:
                 continue
             total += data["cost_pico"] or 0
-            data["cost"] = dollars_text(data.pop("cost_pico") or 0)
+            unpriced += data["unpriced"] or 0
+            # `cost` covers the priced requests; when none of a row's requests could be priced
+            # it is unknown (null), never $0. `unpriced` says how many are not in it.
+            cost = data.pop("cost_pico") or 0
+            data["cost"] = None if data["unpriced"] == data["requests"] else dollars_text(cost)
             items.append(data)
         return jsonify({"days": int(days), "group_by": group_by, "rows": items,
-                        "total_cost": dollars_text(total)})
+                        "total_cost": dollars_text(total), "unpriced": unpriced})
 
     @bp.get("/api/brand/ledger")
     @guard
