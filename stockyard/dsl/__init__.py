@@ -8,6 +8,7 @@ Public API::
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -101,11 +102,15 @@ def check(
 ) -> CheckResult:
     """Check and, when there are no errors, compile. Never raises on bad input."""
     from ..modules import REGISTRY
-    from ..pricing import known_models
+    from ..pricing import known_models, lookup
     from ..providers import KINDS
 
-    if not options.known_prices:
-        options = CheckOptions(options.check_env, options.environ, known_models())
+    if not options.known_prices or options.price_lookup is None:
+        options = dataclasses.replace(
+            options,
+            known_prices=options.known_prices or known_models(),
+            price_lookup=options.price_lookup or lookup,
+        )
     # The AST is acyclic and a big pipeline allocates millions of objects: the cyclic
     # collector would only re-scan them (about a third of the parse time); refcounting frees them.
     was_enabled = gc.isenabled()

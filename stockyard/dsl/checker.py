@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from . import ast
 from .blocks import BLOCKS, DEFAULTS, PRICE, PROVIDER, ROUTE
@@ -66,6 +67,10 @@ class CheckOptions:
     check_env: bool = True
     environ: Mapping[str, str] | None = None  # default: os.environ
     known_prices: Iterable[str] = ()  # model ids priced by the shipped table
+    # The runtime's price matcher: (model, overrides) -> a price or None. When given, the
+    # checker asks it whether a model is priced, so that check and gateway agree on which
+    # ids match (prefixes at separators, case, `provider/` parts).
+    price_lookup: Callable[[str, Mapping[str, Any]], object | None] | None = None
 
 
 def check_sources(

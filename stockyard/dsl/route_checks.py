@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from .checker import CheckOptions, Program, RouteDecl
@@ -19,12 +21,19 @@ def check_routes(program: Program, options: CheckOptions, diagnostics: list[Diag
         _check_order(program.default_modules, "the defaults", diagnostics)
     known_prices = set(options.known_prices) | set(program.prices)
     known_prices |= {n for n in program.unreadable.get("price", ()) if n}  # reported already
+    overrides = {name: _ANY_PRICE for name in known_prices - set(options.known_prices)}
+
+    def priced(model: str) -> bool:
+        if options.price_lookup is not None:
+            return options.price_lookup(model, overrides) is not None
+        return _priced(model, known_prices)
+
     for route in program.routes:
         if route.modules is not None and not route.modules_from_defaults:
             _check_order(route.modules, f"route `{route.name}`", diagnostics)
         _check_cap(route, diagnostics)
         _check_timeouts(route, program, diagnostics)
-        _check_prices(route, known_prices, diagnostics)
+        _check_prices(route, priced, diagnostics)
     _check_shadowing(program.routes, diagnostics)
 
 
@@ -230,7 +239,9 @@ def _check_timeouts(route: RouteDecl, program: Program, diagnostics: list[Diagno
         )
 
 
-def _check_prices(route: RouteDecl, known: set[str], diagnostics: list[Diagnostic]) -> None:
+def _check_prices(
+    route: RouteDecl, priced: Callable[[str], bool], diagnostics: list[Diagnostic]
+) -> None:
     """Warn about each model named explicitly that would be sent upstream without a price.
 
     A requested model (`models "…"`) is sent as a module renames it (`model_alias`), unless
@@ -256,7 +267,7 @@ def _check_prices(route: RouteDecl, known: set[str], diagnostics: list[Diagnosti
         if hop.model is not None:
             explicit.append((hop.model, hop.model_span or hop.span, "sent upstream by", None))
     for model, span, how, asked in explicit:
-        if not _priced(model, known):
+        if not priced(model):
             message = f"model `{model}` has no known price"
             if asked:
                 message = f"model `{asked}` is sent as `{model}`, which has no known price"
@@ -276,7 +287,20 @@ def _check_prices(route: RouteDecl, known: set[str], diagnostics: list[Diagnosti
             )
 
 
+@dataclass(frozen=True)
+class _AnyPrice:
+    """Stands for a `price` block's price when asking the matcher whether a model is priced."""
+
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+    cached: Decimal = Decimal(0)
+
+
+_ANY_PRICE = _AnyPrice()
+
+
 def _priced(model: str, known: set[str]) -> bool:
+    """Without the runtime's matcher: the id, or a known id it starts with."""
     return model in known or any(model.startswith(p) for p in known)
 
 
