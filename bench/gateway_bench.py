@@ -962,6 +962,8 @@ def main(argv: list[str] | None = None) -> int:
         if gateway is not None:
             stop_process(gateway.process)
         stop_process(upstream)
+        if args.ref:
+            shutil.rmtree(args.source, ignore_errors=True)
 
     by_conc = {row["concurrency"]: row for row in nonstream}
     memory = {
