@@ -8,7 +8,10 @@ on its own, so one broken block yields one diagnostic and the rest of the file i
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from functools import cache
@@ -120,8 +123,20 @@ def build_lark(*, strict: bool = False) -> tuple[Lark, _LineContinuation]:
     terminals (it needs the ``interegular`` package); tests/test_grammar.py builds it that way,
     so the runtime need not pay for the proof on every start."""
     postlex = _LineContinuation()
-    parser = Lark(
-        grammar_path().read_text(encoding="utf-8"),
+    grammar = grammar_path().read_text(encoding="utf-8")
+    cache = None if strict else _cache_file()
+    if cache is not None:
+        try:  # the analysed grammar, pickled by Lark (keyed on the grammar, options and versions)
+            return _new_lark(grammar, postlex, strict, cache), postlex
+        except Exception:  # a cache is only ever an optimisation
+            pass
+    return _new_lark(grammar, postlex, strict, False), postlex
+
+
+def _new_lark(grammar: str, postlex: _LineContinuation, strict: bool, cache: str | bool) -> Lark:
+    return Lark(
+        grammar,
+        cache=cache,
         parser="lalr",
         lexer="basic",
         postlex=postlex,
@@ -132,7 +147,23 @@ def build_lark(*, strict: bool = False) -> tuple[Lark, _LineContinuation]:
         transformer=_BUILDER,
         strict=strict,
     )
-    return parser, postlex
+
+
+def _cache_file() -> str | None:
+    """Where Lark keeps the analysed grammar: a directory of this user's own in the temp
+    directory (a pickle is only loaded from a place nobody else can write), else no cache."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None or os.environ.get("STOCKYARD_NO_GRAMMAR_CACHE"):
+        return None
+    try:
+        directory = Path(tempfile.gettempdir()) / f"stockyard-{getuid()}"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != getuid() or info.st_mode & 0o022:
+            return None
+        return str(directory / "pipe-grammar.lark-cache")
+    except OSError:
+        return None
 
 
 @cache
