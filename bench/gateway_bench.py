@@ -651,7 +651,7 @@ def git_state(args: argparse.Namespace) -> dict[str, Any]:
 
 def export_ref(ref: str) -> Path:
     """The tree of ``ref`` in a temporary directory (no change to the repository)."""
-    target = Path(tempfile.mkdtemp(prefix="stockyard-ref-"))
+    target = Path(tempfile.mkdtemp(prefix="stockyard-gwbench-ref-"))
     present = set(git("ls-tree", "--name-only", ref).split())
     paths = [p for p in ("stockyard", "grammar", "pipelines") if p in present]
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *paths], capture_output=True, check=False)
@@ -889,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(dropped)}; benchmarking with modules [{', '.join(modules)}]", file=sys.stderr)
 
     upstream, upstream_port = start_upstream(args)
-    workdir = Path(tempfile.mkdtemp(prefix="stockyard-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="stockyard-gwbench-"))
     gateway: Gateway | None = None
     try:
         (workdir / "pipelines").mkdir()
