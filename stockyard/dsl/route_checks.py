@@ -168,6 +168,12 @@ def _needs_auth_before(
     )
 
 
+def _may_reject(module: ModuleUse) -> bool:
+    if REJECTS not in module.spec.roles:
+        return False
+    return module.spec.rejects_when is None or module.spec.rejects_when(module.params)
+
+
 def _check_order(modules: tuple[ModuleUse, ...], owner: str, diagnostics: list[Diagnostic]) -> None:
     """Warn about orders that silently weaken a pipeline. The order is never changed."""
     for index, module in enumerate(modules):
@@ -201,7 +207,7 @@ def _check_order(modules: tuple[ModuleUse, ...], owner: str, diagnostics: list[D
                         related=(Label(server.span, "answers here"),),
                     )
                 )
-            rejecting = [m for m in before if REJECTS in m.spec.roles]
+            rejecting = [m for m in before if _may_reject(m)]
             if rejecting:
                 names = ", ".join(f"`{m.name}`" for m in rejecting)
                 diagnostics.append(

@@ -52,6 +52,9 @@ class ModuleSpec:
     validate: Callable[[Mapping[str, Any]], list[ValueProblem]] | None = None
     # Whether this module, configured with these params, needs to know the caller's key.
     needs_key: Callable[[Mapping[str, Any]], bool] | None = None
+    # For a module with the REJECTS role: whether, so configured, it can refuse a request
+    # (`max_tokens(action: clamp)` cannot). Absent: it can.
+    rejects_when: Callable[[Mapping[str, Any]], bool] | None = None
     # Whether this module, configured with these params, sends a requested model upstream
     # under another name (requested -> served): prices are checked for the served name.
     renames_models: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None

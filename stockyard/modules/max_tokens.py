@@ -91,5 +91,6 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({REJECTS}),
+    rejects_when=lambda params: params.get("action") == "reject",
     factory=create,
 )

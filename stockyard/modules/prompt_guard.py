@@ -145,6 +145,7 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({REJECTS}),
+    rejects_when=lambda params: params.get("action") == "block",
     validate=_validate,
     factory=create,
 )
