@@ -35,8 +35,12 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     limit = max(1, min(3, len(word) // 3))
     lowered = word.lower()
     for candidate in sorted(set(candidates)):
-        d = 0 if candidate.lower() == lowered else distance(lowered, candidate.lower())
-        shared = _shared_prefix(lowered, candidate.lower())
+        other = candidate.lower()
+        if abs(len(other) - len(lowered)) > limit:
+            d = limit + 1  # the distance is at least the difference in length: too far
+        else:
+            d = 0 if other == lowered else distance(lowered, other)
+        shared = _shared_prefix(lowered, other)
         if shared >= 4 and shared >= len(lowered) - 2:
             d = min(d, limit)  # a shortened word: `passthru` for `passthrough`
         if d <= limit and (best is None or d < best[0]):
