@@ -127,7 +127,12 @@ def check(
     diagnostics = sorted([*extra, *diagnostics], key=Diagnostic.sort_key)
     generation = None
     if not any(d.is_error for d in diagnostics):
-        generation = compile_program(program)
+        gc.disable()  # compiling allocates as much again (each route's specs): no GC either
+        try:
+            generation = compile_program(program)
+        finally:
+            if was_enabled:
+                gc.enable()
     return CheckResult(dict(sources), tuple(diagnostics), generation, program)
 
 
