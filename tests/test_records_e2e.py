@@ -42,7 +42,7 @@ OVERRIDE = (Decimal(3), Decimal(5), Decimal("0.5"))  # the `price "gpt-4.1-mini"
 class DetailedUsage(Upstream):
     """An upstream that reports cached prompt tokens and reasoning tokens, OpenAI-style."""
 
-    USAGE = {
+    USAGE: dict[str, Any] = {
         "prompt_tokens": 1200,
         "completion_tokens": 300,
         "total_tokens": 1500,
@@ -77,7 +77,10 @@ def ups() -> Iterator[dict[str, Upstream]]:
         "primary": Upstream("primary"),
         "secondary": Upstream("secondary"),
         "detailed": DetailedUsage("detailed"),
+        "liar": DetailedUsage("liar"),
     }
+    # a provider reporting usage no request can have (beyond SQLite's 64-bit integers)
+    servers["liar"].USAGE = {"prompt_tokens": 2**63, "completion_tokens": 18446744073709551615}
     yield servers
     for server in servers.values():
         server.close()
@@ -89,6 +92,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, ups: dict[str, Upstream]) -> It
         provider("primary", ups["primary"].url)
         + provider("secondary", ups["secondary"].url)
         + provider("detailed", ups["detailed"].url)
+        + provider("liar", ups["liar"].url)
         + provider("dead", closed_url())
         + """
 price "gpt-4.1-mini" { input $3/1M  output $5/1M  cached $0.50/1M }
@@ -118,6 +122,13 @@ route detailed {
   path    /v1/chat/completions
   models  "gpt-4o-mini-cachetest"
   chain   detailed
+  modules [trace, audit]
+}
+
+route liar {
+  path    /v1/chat/completions
+  models  "gpt-4o-liar"
+  chain   liar
   modules [trace, audit]
 }
 
@@ -635,3 +646,18 @@ def test_admin_reload_by_a_loopback_caller_is_in_the_ledger(gw: Gateway) -> None
     (event,) = wait_for(reloads)
     assert (event["actor"], event["action"]) == ("admin:loopback", "reload.applied")
     assert event["detail"]["reason"] == "api"
+
+
+def test_impossible_usage_is_flagged_and_recording_goes_on(gw: Gateway) -> None:
+    """Token counts beyond 64 bits once stopped the store's writer (and, with its queue
+    full, every request after): now they are flagged, and everything is still recorded."""
+    liar = chat(gw, "p-liar", "gpt-4o-liar")
+    after = chat(gw, "p-liar", "gpt-4o-mini")
+    rows = by_id(wait_traces(gw, "p-liar", 2))
+    assert rows[liar]["notes"]["usage_out_of_range"][:2] == [str(2**63), str(2**64 - 1)]
+    assert rows[liar]["cost"] is None and rows[liar]["prompt_tokens"] == 0
+    assert dollars(rows[after]) == MINI
+    spend = get(gw, "/api/lookout/spend", params={"days": 1, "group_by": "project"})
+    (mine,) = [r for r in spend["rows"] if r["project"] == "p-liar"]
+    assert mine["requests"] == 2 and mine["unpriced"] == 1
+    assert get(gw, "/api/trust/ledger/verify")["valid"] is True

@@ -23,8 +23,26 @@ def price_overrides(prices: Mapping[str, Any]) -> dict[str, ModelPrice]:
     return {m: ModelPrice(m, p.input, p.output, p.cached) for m, p in prices.items()}
 
 
+# No request carries this many tokens; a provider that says so is wrong, and numbers this
+# large would not fit the database's 64-bit integers (nor its pico-dollar sums).
+MAX_TOKENS = 10**12
+
+
+def check_usage(ctx: RequestContext) -> None:
+    """Discard reported usage that cannot be true (flagged in the trace, cost unknown)."""
+    usage = ctx.usage
+    counts = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
+              usage.reasoning_tokens)  # fmt: skip
+    if any(count > MAX_TOKENS for count in counts):
+        ctx.notes["usage_out_of_range"] = [str(count) for count in counts]
+        usage.prompt_tokens = usage.completion_tokens = 0
+        usage.cached_tokens = usage.reasoning_tokens = 0
+        usage.known = False
+
+
 def settle_cost(ctx: RequestContext, overrides: Mapping[str, ModelPrice]) -> None:
     """Set ``ctx.cost`` exactly, or leave it None and flag the model as unpriced."""
+    check_usage(ctx)
     if ctx.cost is not None:
         return
     served = any(a.outcome == "ok" for a in ctx.attempts)
