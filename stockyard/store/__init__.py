@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import orjson
 
 from .ledger import COLUMNS, Chain, Verifier, now_iso, row_to_event
 from .schema import LATEST, MIGRATIONS
@@ -49,18 +48,6 @@ _INSERT_EVENT = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('
 
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer Stockyard: opening it could lose data."""
-
-
-def _from_json(table: str, columns: tuple[str, ...], verb: str = "INSERT") -> str:
-    """``INSERT`` of many rows passed as one JSON array of arrays: SQLite unpacks it in a single
-    statement step, where ``executemany`` would hand the GIL back and forth with the event loop
-    for every row (the writer thread shares the gateway's core)."""
-    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
-    return f"{verb} INTO {table} ({', '.join(columns)}) SELECT {values} FROM json_each(?)"
-
-
-_INSERT_TRACE_JSON = _from_json("traces", TRACE_COLUMNS, "INSERT OR REPLACE")
-_INSERT_EVENT_JSON = _from_json("ledger", COLUMNS)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -99,22 +86,6 @@ def connect_sync(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=5000")
     migrate(conn)
     return conn
-
-
-async def _insert_rows(
-    conn: aiosqlite.Connection, sql: str, sql_json: str, rows: list[tuple[Any, ...]]
-) -> None:
-    """Many rows in one statement (see :func:`_from_json`); rows JSON cannot carry exactly
-    (integers beyond 64 bits, text that is not valid UTF-8) go through ``executemany``."""
-    if len(rows) > 1:
-        try:
-            payload = orjson.dumps(rows).decode()
-        except (TypeError, orjson.JSONEncodeError):
-            payload = None
-        if payload is not None:
-            await conn.execute(sql_json, (payload,))
-            return
-    await conn.executemany(sql, rows)
 
 
 class Store:
@@ -285,11 +256,11 @@ class Store:
                 for work, _future in calls:
                     results.append(await work(conn))
                 if traces:
-                    await _insert_rows(conn, _INSERT_TRACE, _INSERT_TRACE_JSON, traces)
+                    await conn.executemany(_INSERT_TRACE, traces)
                 if spend:
                     await conn.executemany(_UPSERT_SPEND, [(*k, *v) for k, v in spend.items()])
                 if events:
-                    await _insert_rows(conn, _INSERT_EVENT, _INSERT_EVENT_JSON, events)
+                    await conn.executemany(_INSERT_EVENT, events)
                 await conn.commit()
                 self.written += len(batch)
                 for (_work, future), result in zip(calls, results):
