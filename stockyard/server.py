@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import sqlite3
 import sys
 
 from hypercorn.asyncio import serve
@@ -13,6 +14,7 @@ from hypercorn.config import Config
 
 from .app import Stockyard
 from .settings import Settings
+from .store import SchemaTooNew
 
 log = logging.getLogger("stockyard")
 
@@ -43,6 +45,9 @@ def run(settings: Settings) -> int:
         if error.code not in (0, None):
             print(error.code, file=sys.stderr)
             return 1
+    except (SchemaTooNew, sqlite3.DatabaseError) as error:
+        print(f"stockyard: cannot open the database {settings.db}: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"stockyard: cannot listen on {settings.host}:{settings.port}: {error.strerror or error}", file=sys.stderr)
         return 1

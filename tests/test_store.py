@@ -349,12 +349,6 @@ def test_spend_counters_are_rebuilt_at_start_up(tmp_path: Path) -> None:
     assert by_project == by_key == (3_500_007, 3_500_007)
 
 
-@pytest.mark.xfail(
-    reason="stockyard/server.py lets the store's error escape as a Python traceback: "
-    "`stockyard serve` on a database written by a newer Stockyard (or on a file that is not "
-    "a database) should print one `stockyard: ...` line and exit 2",
-    strict=True,
-)
 def test_serve_on_a_newer_database_says_so_in_one_line(tmp_path: Path) -> None:
     import os
     import subprocess
