@@ -414,3 +414,15 @@ def test_default_path_is_pipelines_in_the_working_directory(tmp_path: Path) -> N
     missing = run("check", cwd=empty)
     assert missing.returncode == 2
     assert "pipelines" in missing.stderr
+
+
+def test_a_configmap_volume_is_read_once(tmp_path: Path) -> None:
+    """Kubernetes mounts a ConfigMap as ``..<stamp>/`` plus ``..data`` and file symlinks."""
+    stamp = tmp_path / "..2026_11_26_00_00_00.000000001"
+    stamp.mkdir()
+    (stamp / "main.pipe").write_text(CLEAN)
+    (tmp_path / "..data").symlink_to(stamp.name)
+    (tmp_path / "main.pipe").symlink_to("..data/main.pipe")
+    result = run("check", "--strict", "--no-env", str(tmp_path))
+    assert result.returncode == 0, result.stdout
+    assert "1 file checked" in result.stdout

@@ -49,7 +49,13 @@ def collect_files(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files += sorted(p for p in path.rglob(f"*{PIPE_SUFFIX}") if p.is_file())
+            # Hidden entries are skipped: a Kubernetes ConfigMap volume keeps its real files in
+            # a `..<timestamp>/` directory behind symlinks, which would load everything twice.
+            files += sorted(
+                p
+                for p in path.rglob(f"*{PIPE_SUFFIX}")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif path.is_file():
             files.append(path)
         elif path.exists():
