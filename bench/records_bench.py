@@ -462,7 +462,7 @@ def main() -> int:
         }  # fmt: skip
         if variant.name == "on":
             verdict_ok = paired < TARGET and complete is not False
-            summary["target"] = {"max_cost": TARGET, "cost": round(paired, 4), "met": verdict_ok,
+            summary["target"] = {"max_cost": TARGET, "cost": paired, "met": verdict_ok,
                                  "clean_rounds": clean}  # fmt: skip
     if micro_us:
         added = micro_us["on"] - micro_us["off"]
