@@ -364,6 +364,7 @@ class Gateway:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        self.stop(signal.SIGKILL)  # never leave a half-started gateway behind
         raise RuntimeError(f"gateway did not become healthy:\n{self.log()}")
 
     def log(self) -> str:
