@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -91,3 +92,6 @@ def test_bad_requests_get_openai_errors(gateway: Gateway, upstream: Upstream) ->
     with pytest.raises(openai.NotFoundError) as missing:
         client.completions.create(model="gpt-4o", prompt="x")
     assert "no route serves /v1/completions" in str(missing.value)
+    # refused before any route was chosen, and still counted
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'stockyard_errors_total{route="",status="404"}' in metrics

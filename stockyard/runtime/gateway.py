@@ -43,6 +43,9 @@ class Gateway:
                 return
             ctx, active = await self._context(scope, receive, trace_id, started)
         except GatewayError as error:
+            metrics = getattr(self.services, "metrics", None)
+            if metrics is not None:
+                metrics.reject(error.status)
             await _send_error(send, error, {"x-stockyard-trace-id": trace_id})
             return
         try:

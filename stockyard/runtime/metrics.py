@@ -23,6 +23,11 @@ class Metrics:
         self.latency_sum = 0.0
         self.latency_count = 0
 
+    def reject(self, status: int) -> None:
+        """A request refused before a route was chosen (bad JSON, no route, too large, …)."""
+        self.requests[("", "", status)] += 1
+        self.errors[("", str(status))] += 1
+
     def observe(self, ctx: RequestContext) -> None:
         route = ctx.route.name
         provider = ctx.provider or ""
