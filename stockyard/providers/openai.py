@@ -157,24 +157,9 @@ class OpenAIAdapter:
                     return UpstreamReply(response.status, headers, body)
                 first = await response.content.readany()
         except TimeoutError:
-            if response is not None:
-                response.close()
-            if request.stream and timeouts.first_token and limit == timeouts.first_token:
-                message = f"{name} sent no first token within {_seconds(limit)}"
-            elif response is None:
-                message = f"no response from {name} within {_seconds(limit or timeouts.total)}"
-            else:
-                message = (
-                    f"{name} did not finish answering within {_seconds(limit or timeouts.total)}"
-                )
-            raise UpstreamFailure("timeout", message) from None
+            raise timeout_failure(request, response, limit, name) from None
         except aiohttp.ClientError as error:
-            if response is None:
-                raise UpstreamFailure("connect", f"cannot reach {name}: {_reason(error)}") from None
-            response.close()
-            raise UpstreamFailure(
-                "connect", f"{name} broke the connection: {_reason(error)}"
-            ) from None
+            raise connection_failure(error, response, name) from None
         except UpstreamFailure:
             if response is not None:
                 response.release()
@@ -262,3 +247,27 @@ def _seconds(value: float) -> str:
 def _reason(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text.split(" [", 1)[0][:200]
+
+
+def timeout_failure(
+    request: UpstreamRequest, response: Any, limit: float | None, name: str
+) -> UpstreamFailure:
+    """The failure for a timeout, saying which wait ran out; closes a half-read response."""
+    timeouts = request.timeouts
+    if response is not None:
+        response.close()
+    if request.stream and timeouts.first_token and limit == timeouts.first_token:
+        message = f"{name} sent no first token within {_seconds(limit)}"
+    elif response is None:
+        message = f"no response from {name} within {_seconds(limit or timeouts.total)}"
+    else:
+        message = f"{name} did not finish answering within {_seconds(limit or timeouts.total)}"
+    return UpstreamFailure("timeout", message)
+
+
+def connection_failure(error: BaseException, response: Any, name: str) -> UpstreamFailure:
+    """The failure for a connection that could not be made, or broke mid-answer."""
+    if response is None:
+        return UpstreamFailure("connect", f"cannot reach {name}: {_reason(error)}")
+    response.close()
+    return UpstreamFailure("connect", f"{name} broke the connection: {_reason(error)}")

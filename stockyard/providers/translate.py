@@ -21,7 +21,7 @@ from ..runtime.context import RequestContext
 from ..runtime.env import resolve
 from ..runtime.sse import DONE, EventSplitter, event
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
-from .openai import HOP_HEADERS, _chunks, _closer, _reason, _seconds
+from .openai import HOP_HEADERS, _chunks, _closer, connection_failure, timeout_failure
 
 if TYPE_CHECKING:  # aiohttp is imported when a request is sent: `stockyard check` never needs it
     import aiohttp
@@ -404,24 +404,9 @@ class TranslatingAdapter:
                     if failure is not None:  # nothing was sent yet: fail, and fail over
                         raise failure
         except TimeoutError:
-            if response is not None:
-                response.close()
-            if request.stream and timeouts.first_token and limit == timeouts.first_token:
-                message = f"{name} sent no first token within {_seconds(limit)}"
-            elif response is None:
-                message = f"no response from {name} within {_seconds(limit or timeouts.total)}"
-            else:
-                message = (
-                    f"{name} did not finish answering within {_seconds(limit or timeouts.total)}"
-                )
-            raise UpstreamFailure("timeout", message) from None
+            raise timeout_failure(request, response, limit, name) from None
         except aiohttp.ClientError as error:
-            if response is None:
-                raise UpstreamFailure("connect", f"cannot reach {name}: {_reason(error)}") from None
-            response.close()
-            raise UpstreamFailure(
-                "connect", f"{name} broke the connection: {_reason(error)}"
-            ) from None
+            raise connection_failure(error, response, name) from None
         except UpstreamFailure:
             if response is not None:  # an error status (read whole) or an early error event
                 response.release() if response.status >= 400 else response.close()
