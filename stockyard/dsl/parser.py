@@ -13,7 +13,6 @@ import re
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -23,14 +22,10 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import Diagnostic, Label, Severity
+from .lexer import CLOSERS, MAX_NESTING, OPENERS, PipeLexer, TooDeep
 from .span import Span
 
 GRAMMAR_NAME = "pipe.lark"
-
-# Tokens after which a line break does not end the attribute: the value goes on.
-_CONTINUES_LINE = frozenset({"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"})
-_OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
-_CLOSERS = frozenset(_OPENERS.values())
 
 _BLOCK_HEADER = re.compile(
     r'^[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*(?:[ \t]+(?:[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"))?[ \t]*\{'
@@ -51,95 +46,32 @@ def grammar_path() -> Path:
     raise FileNotFoundError(f"the pipeline grammar {GRAMMAR_NAME} is missing from the installation")
 
 
-MAX_NESTING = 32  # brackets inside brackets; real pipelines use three or four
-
-
-class _TooDeep(Exception):
-    """Brackets nested past :data:`MAX_NESTING`: refused before the recursive tree walk."""
-
-    def __init__(self, token: Token) -> None:
-        super().__init__("nesting too deep")
-        self.token = token
-
-
-class _LineContinuation:
-    """Post-lexer: drop line breaks inside brackets and after a token that continues the value.
-
-    It also remembers the open ``{``, ``(`` and ``[`` tokens and the tokens just passed, so that
-    a syntax error can name the block or bracket that was never closed, or the ``->`` that has
-    nothing after it.
-    """
-
-    always_accept = ("_NL",)
-
-    def __init__(self) -> None:
-        self.open_braces: list[tuple[Token, list[Token]]] = []
-        self.open_brackets: list[Token] = []
-        self.recent: list[Token] = []  # the last two tokens passed on (line breaks excluded)
-        self.line_tokens: list[Token] = []  # the tokens of the current logical line so far
-
-    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        self.open_braces = []
-        self.open_brackets = []
-        self.recent = []
-        previous: Token | None = None
-        line_tokens: list[Token] = []
-        self.line_tokens = line_tokens
-        for token in stream:
-            kind = token.type
-            if kind == "_NL":
-                if self.open_brackets or (
-                    previous is not None and previous.type in _CONTINUES_LINE
-                ):
-                    continue
-                line_tokens = []
-                self.line_tokens = line_tokens
-            elif kind in _OPENERS:
-                self.open_brackets.append(token)
-                if len(self.open_brackets) > MAX_NESTING:
-                    raise _TooDeep(token)
-            elif (
-                kind in _CLOSERS
-                and self.open_brackets
-                and _OPENERS[self.open_brackets[-1].type] == kind
-            ):
-                self.open_brackets.pop()
-            elif kind == "LBRACE":
-                self.open_braces.append((token, list(line_tokens)))
-                self.open_brackets.clear()
-            elif kind == "RBRACE":
-                if self.open_braces:
-                    self.open_braces.pop()
-                self.open_brackets.clear()
-            if kind != "_NL":
-                line_tokens.append(token)
-                self.recent = [*self.recent[-1:], token]
-            previous = token
-            yield token
-
-
-def build_lark(*, strict: bool = False) -> tuple[Lark, _LineContinuation]:
-    """The parser. ``strict`` also proves the grammar has no conflicts and no colliding
-    terminals (it needs the ``interegular`` package); tests/test_grammar.py builds it that way,
-    so the runtime need not pay for the proof on every start."""
-    postlex = _LineContinuation()
+def build_lark(*, strict: bool = False) -> tuple[Lark, PipeLexer]:
+    """The parser and its lexer (which remembers what it saw, for error messages). ``strict``
+    also proves the grammar has no conflicts and no colliding terminals (it needs the
+    ``interegular`` package); tests/test_grammar.py builds it that way, so the runtime need not
+    pay for the proof on every start."""
     grammar = grammar_path().read_text(encoding="utf-8")
     cache = None if strict else _cache_file()
+    parser = None
     if cache is not None:
         try:  # the analysed grammar, pickled by Lark (keyed on the grammar, options and versions)
-            return _new_lark(grammar, postlex, strict, cache), postlex
+            parser = _new_lark(grammar, strict, cache)
         except Exception:  # a cache is only ever an optimisation
             pass
-    return _new_lark(grammar, postlex, strict, False), postlex
+    if parser is None:
+        parser = _new_lark(grammar, strict, False)
+    lexer = parser.parser.lexer
+    assert isinstance(lexer, PipeLexer)
+    return parser, lexer
 
 
-def _new_lark(grammar: str, postlex: _LineContinuation, strict: bool, cache: str | bool) -> Lark:
+def _new_lark(grammar: str, strict: bool, cache: str | bool) -> Lark:
     return Lark(
         grammar,
         cache=cache,
         parser="lalr",
-        lexer="basic",
-        postlex=postlex,
+        lexer=PipeLexer,
         maybe_placeholders=False,
         # The AST is built during the parse (no tree, no second pass); spans come from the
         # first and last token of each rule, so every token is kept, punctuation included.
@@ -167,7 +99,7 @@ def _cache_file() -> str | None:
 
 
 @cache
-def _lark() -> tuple[Lark, _LineContinuation]:
+def _lark() -> tuple[Lark, PipeLexer]:
     return build_lark()
 
 
@@ -176,12 +108,12 @@ _lock = threading.Lock()
 
 def parse(text: str, path: str) -> tuple[ast.SourceFile, list[Diagnostic]]:
     """Parse one file. Never raises on bad input: problems come back as diagnostics."""
-    parser, postlex = _lark()
+    parser, lexer = _lark()
     with _lock:
         try:
             blocks = _parse_ast(parser, text, path, 0)
-        except (UnexpectedInput, _TooDeep):
-            return _parse_by_block(text, path, parser, postlex)
+        except (UnexpectedInput, TooDeep):
+            return _parse_by_block(text, path, parser, lexer)
     return ast.SourceFile(path, text, tuple(blocks)), []
 
 
@@ -193,7 +125,7 @@ def _parse_ast(parser: Lark, text: str, path: str, line_offset: int) -> list[ast
 
 
 def _parse_by_block(
-    text: str, path: str, parser: Lark, postlex: _LineContinuation
+    text: str, path: str, parser: Lark, lexer: PipeLexer
 ) -> tuple[ast.SourceFile, list[Diagnostic]]:
     starts = [m.start() for m in _BLOCK_HEADER.finditer(text)]
     if not starts or starts[0] != 0:
@@ -217,19 +149,19 @@ def _parse_by_block(
         while tree is None and failure is None:
             try:
                 tree = _parse_ast(parser, segment, path, line_offset)
-            except _TooDeep as deep:
+            except TooDeep as deep:
                 diagnostics.append(_too_deep(deep.token, path, line_offset))
                 header = _broken_header(segment, path, line_offset)
                 if header is not None:
                     broken.append(header)
                 break
             except UnexpectedInput as error:
-                region = _skippable_lines(error, segment, postlex)
+                region = _skippable_lines(error, segment, lexer)
                 if _stray_brace(error) and len(strays) < 10:
                     # Report the `}` and parse on without it, so the block before it is kept.
                     strays.append(
                         _syntax_diagnostic(
-                            error, segment, path, line_offset, postlex, next_header, text
+                            error, segment, path, line_offset, lexer, next_header, text
                         )
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
@@ -239,7 +171,7 @@ def _parse_by_block(
                     # the `{` were there, so that its contents are checked too.
                     skipped.append(
                         _syntax_diagnostic(
-                            error, segment, path, line_offset, postlex, next_header, text
+                            error, segment, path, line_offset, lexer, next_header, text
                         )
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
@@ -249,7 +181,7 @@ def _parse_by_block(
                     # the block: one diagnostic per broken line, and the block is still checked.
                     skipped.append(
                         _syntax_diagnostic(
-                            error, segment, path, line_offset, postlex, next_header, text
+                            error, segment, path, line_offset, lexer, next_header, text
                         )
                     )
                     first, last = region
@@ -281,7 +213,7 @@ def _parse_by_block(
         unclosed = None
         if failure is not None:
             diagnostic = _syntax_diagnostic(
-                failure, segment, path, line_offset, postlex, next_header, text
+                failure, segment, path, line_offset, lexer, next_header, text
             )
             diagnostics.append(diagnostic)
             header = _broken_header(segment, path, line_offset)
@@ -306,12 +238,12 @@ _LINE_GOES_ON = (",", "->", "|", "(", "[", ":", "\\")
 
 
 def _skippable_lines(
-    error: UnexpectedInput, segment: str, postlex: _LineContinuation
+    error: UnexpectedInput, segment: str, lexer: PipeLexer
 ) -> tuple[int, int] | None:
     """The lines (1-based, within ``segment``) of the attribute in which a syntax error was
     found, when it is safely inside a block: blanking them leaves the rest parseable. None when
     the error is elsewhere (a block header, the end of the file, a lone `}`)."""
-    if isinstance(error, UnexpectedEOF) or not postlex.open_braces:
+    if isinstance(error, UnexpectedEOF) or not lexer.open_braces:
         return None
     if isinstance(error, UnexpectedToken):
         if error.token.type == "$END":
@@ -321,8 +253,8 @@ def _skippable_lines(
         error_line = error.line
     else:
         return None
-    brace, _ = postlex.open_braces[-1]
-    start = postlex.line_tokens[0].line if postlex.line_tokens else error_line
+    brace, _ = lexer.open_braces[-1]
+    start = lexer.line_tokens[0].line if lexer.line_tokens else error_line
     if start is None or start <= (brace.line or 0):
         return None  # the header line, or an attribute on the header's line
     lines = segment.split("\n")
@@ -629,7 +561,7 @@ def _syntax_diagnostic(
     segment: str,
     path: str,
     line_offset: int,
-    postlex: _LineContinuation,
+    lexer: PipeLexer,
     next_header: tuple[str, int] | None,
     whole_text: str,
 ) -> Diagnostic:
@@ -641,11 +573,11 @@ def _syntax_diagnostic(
     if isinstance(error, UnexpectedEOF) or (
         isinstance(error, UnexpectedToken) and error.token.type == "$END"
     ):
-        return _unexpected_end(error, segment, path, line_offset, postlex, next_header)
+        return _unexpected_end(error, segment, path, line_offset, lexer, next_header)
     assert isinstance(error, UnexpectedToken)
     token = error.token
     expected = set(error.expected)
-    dangling = _dangling(token, postlex, at)
+    dangling = _dangling(token, lexer, at)
     if dangling is not None:
         return dangling
     width = (
@@ -663,21 +595,21 @@ def _syntax_diagnostic(
         )
     elif token.type == "LBRACE":
         help_text = "blocks cannot be nested; is a `}` missing above?"
-    elif token.type in _CLOSERS | {"RBRACE"} and expected & _CLOSERS - {token.type}:
-        opener = next((o for o, c in _OPENERS.items() if c in expected and c != token.type), "LPAR")
+    elif token.type in CLOSERS | {"RBRACE"} and expected & CLOSERS - {token.type}:
+        opener = next((o for o, c in OPENERS.items() if c in expected and c != token.type), "LPAR")
         help_text = (
             f"close the {_TERMINAL_WORDS[opener]} first: "
-            f"add {_TERMINAL_WORDS[_OPENERS[opener]]} before this {_TERMINAL_WORDS[token.type]}"
+            f"add {_TERMINAL_WORDS[OPENERS[opener]]} before this {_TERMINAL_WORDS[token.type]}"
         )
     elif token.type == "RBRACE" and ("$END" in expected or "NAME" in expected):
         help_text = "this `}` closes no block: remove it, or add the `{` it was meant to close"
     elif token.type == "_NL" and "RSQB" in expected:
         help_text = "add a `,` between list items"
     elif token.type in _VALUE_TERMINALS | {"NAME"} and "COMMA" in expected and "RSQB" in expected:
-        help_text = "add a `,` between list items" + _between(postlex, token, "[trace, audit]")
+        help_text = "add a `,` between list items" + _between(lexer, token, "[trace, audit]")
     elif token.type in _VALUE_TERMINALS | {"NAME"} and "COMMA" in expected and "RPAR" in expected:
         help_text = "separate arguments with `,`" + _between(
-            postlex, token, "cache(ttl: 10m, max_entries: 5000)"
+            lexer, token, "cache(ttl: 10m, max_entries: 5000)"
         )
     elif token.type == "_NL" and "LBRACE" in expected and line_text[:1] in (" ", "\t"):
         word = line_text.split()[0] if line_text.split() else ""
@@ -710,7 +642,7 @@ def _syntax_diagnostic(
 def _fallback_help(token: Token, expected: set[str]) -> str | None:
     """Something to do about an unexpected token when no better advice applies."""
     shown = _TERMINAL_WORDS.get(token.type, f"`{token}`")
-    if token.type in _CLOSERS:
+    if token.type in CLOSERS:
         return f"this {shown} closes nothing: remove it"
     if token.type == "LPAR":
         return "`(` follows a name directly, as in `cache(ttl: 10m)`"
@@ -727,9 +659,9 @@ def _fallback_help(token: Token, expected: set[str]) -> str | None:
     return None
 
 
-def _between(postlex: _LineContinuation, token: Token, fallback: str) -> str:
+def _between(lexer: PipeLexer, token: Token, fallback: str) -> str:
     """``: `trace, audit``` — the two items a comma should separate, as written."""
-    recent = postlex.recent
+    recent = lexer.recent
     if (
         len(recent) == 2
         and recent[-1] is token
@@ -768,15 +700,15 @@ _DANGLING = {
 }
 
 
-def _dangling(token: Token, postlex: _LineContinuation, at) -> Diagnostic | None:  # type: ignore[no-untyped-def]
+def _dangling(token: Token, lexer: PipeLexer, at) -> Diagnostic | None:  # type: ignore[no-untyped-def]
     """``chain openai ->`` at the end of a line: the value goes on, and then nothing comes."""
-    recent = postlex.recent
+    recent = lexer.recent
     if len(recent) < 2 or recent[-1] is not token:
         return None
     previous = recent[-2]
     if previous.type not in _DANGLING or (token.line or 0) <= (previous.line or 0):
         return None
-    if token.type not in ("RBRACE", "NAME") and token.type not in _CLOSERS:
+    if token.type not in ("RBRACE", "NAME") and token.type not in CLOSERS:
         return None
     if previous.type == "COMMA" and token.type != "RBRACE":
         return None  # a comma ending a line inside brackets is fine; after it, anything may come
@@ -887,7 +819,7 @@ def _unexpected_end(
     segment: str,
     path: str,
     line_offset: int,
-    postlex: _LineContinuation,
+    lexer: PipeLexer,
     next_header: tuple[str, int] | None,
 ) -> Diagnostic:
     end = _end_of_text_span(segment, path, line_offset)
@@ -900,11 +832,11 @@ def _unexpected_end(
         line = (token.line or 1) + line_offset
         return Span(path, line, token.column or 1, line, (token.column or 1) + 1)
 
-    if postlex.open_brackets:
-        bracket = postlex.open_brackets[-1]
-        closer = _TERMINAL_WORDS[_OPENERS[bracket.type]]
+    if lexer.open_brackets:
+        bracket = lexer.open_brackets[-1]
+        closer = _TERMINAL_WORDS[OPENERS[bracket.type]]
         what = "list" if bracket.type == "LSQB" else "argument list"
-        then = " and the block with `}`" if postlex.open_braces else ""
+        then = " and the block with `}`" if lexer.open_braces else ""
         return Diagnostic(
             "SY002",
             Severity.ERROR,
@@ -915,8 +847,8 @@ def _unexpected_end(
             help=f"close the {what} with {closer}{then}",
             related=(Label(end, "the file ends here" if next_header is None else "last line"),),
         )
-    if postlex.open_braces:
-        brace, header_tokens = postlex.open_braces[-1]
+    if lexer.open_braces:
+        brace, header_tokens = lexer.open_braces[-1]
         header = " ".join(str(t) for t in header_tokens) or "block"
         return Diagnostic(
             "SY002",

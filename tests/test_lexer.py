@@ -1,0 +1,209 @@
+"""The fast lexer yields exactly what Lark's own lexer and the line-continuation rule would.
+
+The reference here is Lark's ``BasicLexer`` (through ``Lark.lex`` on the same grammar) followed
+by the continuation rule written out plainly: a line break is dropped inside ``(`` or ``[``
+brackets, and after ``,``, ``->``, ``|``, ``(``, ``[`` or ``:``. Every field of every token
+(type, text, offsets, lines, columns) must agree, and text nothing matches must fail at the same
+place with the same exception.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters
+from lark.lexer import LexerState
+from lark.utils import TextSlice
+
+from stockyard.dsl.lexer import MAX_NESTING, PipeLexer, TooDeep
+from stockyard.dsl.parser import build_lark, grammar_path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTINUES = {"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"}
+
+
+@pytest.fixture(scope="module")
+def reference() -> Lark:
+    return Lark(grammar_path().read_text(), parser="lalr", lexer="basic")
+
+
+@pytest.fixture(scope="module")
+def fast() -> PipeLexer:
+    return build_lark()[1]
+
+
+def continued(tokens: Iterable[Token]) -> Iterator[Token]:
+    depth: list[str] = []
+    previous = ""
+    for token in tokens:
+        if token.type == "_NL" and (depth or previous in CONTINUES):
+            continue
+        if token.type in ("LPAR", "LSQB"):
+            depth.append(token.type)
+        elif token.type in ("RPAR", "RSQB"):
+            if depth and {"LPAR": "RPAR", "LSQB": "RSQB"}[depth[-1]] == token.type:
+                depth.pop()
+        elif token.type in ("LBRACE", "RBRACE"):
+            depth.clear()
+        previous = token.type
+        yield token
+
+
+def fields(token: Token) -> tuple[object, ...]:
+    return (
+        token.type,
+        str(token),
+        token.value,
+        token.start_pos,
+        token.line,
+        token.column,
+        token.end_line,
+        token.end_column,
+        token.end_pos,
+    )
+
+
+def lex_both(reference: Lark, fast: PipeLexer, text: str) -> tuple[list, list]:
+    """Each side's token fields, or the error position it stopped with."""
+    results = []
+    for tokens in (
+        lambda: continued(reference.lex(text)),
+        lambda: fast.lex(LexerState(TextSlice(text, 0, len(text))), None),
+    ):
+        out: list[object] = []
+        try:
+            out.extend(fields(t) for t in tokens())
+        except UnexpectedCharacters as error:
+            out.append(("error", error.pos_in_stream, error.line, error.column, error.char))
+        except TooDeep:
+            out.append(("too deep",))
+        results.append(out)
+    expected, actual = results
+    if actual and actual[-1] == ("too deep",):  # the reference has no nesting limit
+        del actual[-1]
+        expected = expected[: len(actual)]
+    return expected, actual
+
+
+def pipeline_texts() -> list[str]:
+    files = sorted(ROOT.glob("examples/**/*.pipe")) + sorted(ROOT.glob("tests/check/**/*.pipe"))
+    files += sorted(ROOT.glob("pipelines/*.pipe"))
+    return [f.read_bytes().decode("utf-8", "replace") for f in files]
+
+
+def test_same_tokens_for_every_shipped_and_golden_pipeline(
+    reference: Lark, fast: PipeLexer
+) -> None:
+    texts = pipeline_texts()
+    assert len(texts) > 80
+    compared = 0
+    for text in texts:
+        expected, actual = lex_both(reference, fast, text)
+        assert actual == expected
+        compared += len(actual)
+    assert compared > 4000
+
+
+def test_same_tokens_for_mutated_pipelines(reference: Lark, fast: PipeLexer) -> None:
+    texts = pipeline_texts()
+    rng = random.Random(2026)
+    junk = [
+        "\n",
+        "\r\n",
+        " ",
+        "\\\n",
+        "#",
+        '"',
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "->",
+        "|",
+        ",",
+        "é",
+        "@",
+    ]
+    for _ in range(600):
+        text = rng.choice(texts)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(text) + 1)
+            if rng.random() < 0.5:
+                text = text[:at] + rng.choice(junk) + text[at:]
+            else:
+                text = text[:at] + text[at + rng.randint(1, 5) :]
+        expected, actual = lex_both(reference, fast, text)
+        assert actual == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "route",
+                "x",
+                " ",
+                "\t",
+                "\n",
+                "\r\n",
+                "\\\n",
+                "# c\n",
+                '"s"',
+                '"a\\"b"',
+                "30s",
+                "$0.15/1M",
+                "60/min",
+                "10MiB",
+                "5xx",
+                "/v1/x",
+                "2",
+                "0.5",
+                "(",
+                ")",
+                "[",
+                "]",
+                "{",
+                "}",
+                ",",
+                ":",
+                ";",
+                "->",
+                "|",
+                "=",
+                "'",
+                "\x00",
+            ]
+        ),
+        max_size=60,
+    )
+)
+def test_same_tokens_for_token_soup(reference: Lark, fast: PipeLexer, parts: list[str]) -> None:
+    expected, actual = lex_both(reference, fast, "".join(parts))
+    assert actual == expected
+
+
+def test_nesting_limit(fast: PipeLexer) -> None:
+    deep = "x a " + "[" * (MAX_NESTING + 1)
+    with pytest.raises(TooDeep):
+        list(fast.lex(LexerState(TextSlice(deep, 0, len(deep))), None))
+    fine = "x a " + "[" * MAX_NESTING
+    assert len(list(fast.lex(LexerState(TextSlice(fine, 0, len(fine))), None))) == MAX_NESTING + 2
+
+
+def test_open_blocks_are_remembered_for_error_messages(fast: PipeLexer) -> None:
+    text = 'route chat {\n  chain a ->\n  models ["x",\n'
+    list(fast.lex(LexerState(TextSlice(text, 0, len(text))), None))
+    brace, header = fast.open_braces[-1]
+    assert (brace.line, brace.column) == (1, 12)
+    assert [str(t) for t in header] == ["route", "chat"]
+    assert [t.type for t in fast.open_brackets] == ["LSQB"]
+    assert [str(t) for t in fast.recent] == ['"x"', ","]
