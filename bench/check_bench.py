@@ -132,7 +132,7 @@ IN_PROCESS = textwrap.dedent(
     from stockyard.pricing import known_models
     from stockyard.providers import KINDS
     t1 = clock()
-    parser_module._lark()
+    parser_module._parser()
     t2 = clock()
     sources, _ = read_sources(collect_files([sys.argv[1]]))
     t3 = clock()

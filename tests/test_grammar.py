@@ -8,7 +8,7 @@ from stockyard.dsl.parser import build_lark, grammar_path
 def test_grammar_builds_in_strict_mode() -> None:
     import interegular  # noqa: F401  (a test extra: without it Lark cannot check collisions)
 
-    parser, _postlex = build_lark(strict=True)  # raises on any shift/reduce or regex collision
+    parser, _lexer = build_lark(strict=True)  # raises on any shift/reduce or regex collision
     terminals = {t.name for t in parser.terminals}
     assert {"NAME", "STRING", "DURATION", "MONEY", "RATE", "SIZE", "STATUS", "PATH"} <= terminals
 

@@ -23,6 +23,7 @@ from lark import Token
 from lark.common import LexerConf
 from lark.exceptions import UnexpectedCharacters
 from lark.lexer import BasicLexer, LexerState
+from lark.utils import TextSlice
 
 # Tokens after which a line break does not end the attribute: the value goes on.
 CONTINUES_LINE = frozenset({"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"})
@@ -61,6 +62,10 @@ class PipeLexer(BasicLexer):
     @property
     def recent(self) -> list[Token]:
         return [t for t in (self._previous, self._last) if t is not None]
+
+    def tokens(self, text: str) -> Iterator[Token]:
+        """The tokens of ``text``, line breaks that continue a value dropped."""
+        return self.lex(LexerState(TextSlice(text, 0, len(text))), None)
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
         scanner = self.scanner

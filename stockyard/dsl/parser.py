@@ -22,6 +22,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import Diagnostic, Label, Severity
+from .lalr import TableParser
 from .lexer import CLOSERS, MAX_NESTING, OPENERS, PipeLexer, TooDeep
 from .span import Span
 
@@ -73,10 +74,6 @@ def _new_lark(grammar: str, strict: bool, cache: str | bool) -> Lark:
         parser="lalr",
         lexer=PipeLexer,
         maybe_placeholders=False,
-        # The AST is built during the parse (no tree, no second pass); spans come from the
-        # first and last token of each rule, so every token is kept, punctuation included.
-        keep_all_tokens=True,
-        transformer=_BUILDER,
         strict=strict,
     )
 
@@ -98,9 +95,25 @@ def _cache_file() -> str | None:
         return None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Parser:
+    """Lark's table run by :class:`TableParser`, fed by the lexer, building the AST."""
+
+    table: TableParser
+    lexer: PipeLexer
+
+    def blocks(self, text: str, path: str, line_offset: int) -> list[ast.Block]:
+        """Parse to the AST's blocks; the caller holds ``_lock`` (the builder's file and
+        offset, the lexer's memory of open blocks)."""
+        _BUILDER.file = path
+        _BUILDER.offset = line_offset
+        return self.table.parse(self.lexer.tokens(text))  # type: ignore[no-any-return]
+
+
 @cache
-def _lark() -> tuple[Lark, PipeLexer]:
-    return build_lark()
+def _parser() -> _Parser:
+    lark, lexer = build_lark()
+    return _Parser(TableParser(lark, _BUILDER), lexer)
 
 
 _lock = threading.Lock()
@@ -108,25 +121,19 @@ _lock = threading.Lock()
 
 def parse(text: str, path: str) -> tuple[ast.SourceFile, list[Diagnostic]]:
     """Parse one file. Never raises on bad input: problems come back as diagnostics."""
-    parser, lexer = _lark()
+    parser = _parser()
     with _lock:
         try:
-            blocks = _parse_ast(parser, text, path, 0)
+            blocks = parser.blocks(text, path, 0)
         except (UnexpectedInput, TooDeep):
-            return _parse_by_block(text, path, parser, lexer)
+            return _parse_by_block(text, path, parser)
     return ast.SourceFile(path, text, tuple(blocks)), []
 
 
-def _parse_ast(parser: Lark, text: str, path: str, line_offset: int) -> list[ast.Block]:
-    """Parse to the AST's blocks; the caller holds ``_lock`` (the builder's file and offset)."""
-    _BUILDER.file = path
-    _BUILDER.offset = line_offset
-    return parser.parse(text)  # type: ignore[return-value]
-
-
 def _parse_by_block(
-    text: str, path: str, parser: Lark, lexer: PipeLexer
+    text: str, path: str, parser: _Parser
 ) -> tuple[ast.SourceFile, list[Diagnostic]]:
+    lexer = parser.lexer
     starts = [m.start() for m in _BLOCK_HEADER.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
@@ -148,7 +155,7 @@ def _parse_by_block(
         tree = None
         while tree is None and failure is None:
             try:
-                tree = _parse_ast(parser, segment, path, line_offset)
+                tree = parser.blocks(segment, path, line_offset)
             except TooDeep as deep:
                 diagnostics.append(_too_deep(deep.token, path, line_offset))
                 header = _broken_header(segment, path, line_offset)
@@ -204,7 +211,7 @@ def _parse_by_block(
             )
             strays = strays[1:]
             try:  # the stray `}` closes the outer block: read it as if closed in place
-                blocks.extend(_parse_ast(parser, outer_segment + "\n}", path, outer_offset))
+                blocks.extend(parser.blocks(outer_segment + "\n}", path, outer_offset))
                 if outer_header is not None:
                     broken.remove(outer_header)
             except UnexpectedInput:
