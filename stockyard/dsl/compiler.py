@@ -11,13 +11,13 @@ from .generation import (
     CapSpec,
     Generation,
     HopSpec,
+    ModelMatcher,
     ModuleConfig,
     Policy,
     PriceSpec,
     ProviderSpec,
     RouteSpec,
     TierSpec,
-    glob_regex,
 )
 from .interpret import BlockValues
 from .schema import frozen_map
@@ -141,7 +141,7 @@ def _route(route: RouteDecl, program: Program) -> RouteSpec:
         cap=cap,
         modules=tuple(ModuleConfig(m.name, frozen_map(m.params)) for m in route.modules),
         source=str(values.block.header),
-        model_regex=glob_regex(models),
+        matcher=ModelMatcher(models) if models else None,
     )
 
 

@@ -97,6 +97,25 @@ def glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL)
 
 
+class ModelMatcher:
+    """Whether a model name matches a route's patterns. The regex is compiled on the first
+    request the route sees, once per process: `stockyard check` of a thousand routes compiles
+    none, and a gateway compiles only the routes that are used."""
+
+    __slots__ = ("_compiled", "_regex", "patterns")
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = patterns
+        self._regex: re.Pattern[str] | None = None
+        self._compiled = not patterns or "*" in patterns  # every model: nothing to compile
+
+    def __call__(self, model: str) -> bool:
+        if not self._compiled:
+            self._regex = glob_regex(self.patterns)
+            self._compiled = True
+        return self._regex is None or self._regex.match(model) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     name: str
@@ -107,10 +126,10 @@ class RouteSpec:
     cap: CapSpec | None
     modules: tuple[ModuleConfig, ...]
     source: str
-    model_regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    matcher: ModelMatcher | None = field(default=None, compare=False, repr=False)
 
     def matches_model(self, model: str) -> bool:
-        return self.model_regex is None or self.model_regex.match(model) is not None
+        return self.matcher is None or self.matcher(model)
 
     def chain_text(self) -> str:
         def hop(h: HopSpec) -> str:
@@ -147,6 +166,7 @@ __all__ = [
     "EnvRef",
     "Generation",
     "HopSpec",
+    "ModelMatcher",
     "ModuleConfig",
     "Policy",
     "PriceSpec",
