@@ -54,7 +54,8 @@ def collect_files(paths: Sequence[str | Path]) -> list[Path]:
             files += sorted(
                 p
                 for p in path.rglob(f"*{PIPE_SUFFIX}")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
             files.append(path)

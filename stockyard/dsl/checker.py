@@ -286,32 +286,31 @@ def _chain_names(program: Program) -> set[str]:
     uses the providers it names."""
     names: set[str] = set()
 
-    def visit(value: ast.Value) -> None:
+    def visit(value: ast.Value, strings: bool) -> None:
         if isinstance(value, ast.Ident):
             names.add(value.name)
         elif isinstance(value, ast.Call):
             names.add(value.name.name)
-        elif isinstance(value, ast.Literal) and value.kind == "string":
+        elif strings and isinstance(value, ast.Literal) and value.kind == "string":
             names.add(value.text)  # `chain "openai"`: an error, but it means `openai`
         elif isinstance(value, ast.Chain):
             for step in value.steps:
-                visit(step)
+                visit(step, strings)
         elif isinstance(value, ast.Tier):
             for member in value.members:
-                visit(member)
+                visit(member, strings)
 
     for route in program.routes:
         # Every attribute, not just `chain`: a `chain` line swallowed by the line before it
         # (`models "a",`) still names its providers.
         for attr in route.values.block.attributes:
             for value in attr.values:
-                visit(value)
+                visit(value, attr.name.name == "chain")
     # `chain opnai` is reported with "did you mean `openai`?"; `openai` is not unused.
-    for name in list(names):
-        if name not in program.providers:
-            guess = closest(name, program.providers)
-            if guess is not None:
-                names.add(guess)
+    for name in names - program.providers.keys():
+        guess = closest(name, program.providers)
+        if guess is not None:
+            names.add(guess)
     return names
 
 

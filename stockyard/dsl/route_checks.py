@@ -325,6 +325,9 @@ def _covers(earlier: str, later: str) -> bool:
 
 def _check_shadowing(routes: list[RouteDecl], diagnostics: list[Diagnostic]) -> None:
     seen: list[tuple[RouteDecl, frozenset[str], tuple[str, ...]]] = []
+    # Only a route serving every path of a later one can shadow it: look among those serving
+    # one of its paths, not at every earlier route (a thousand routes are half a million pairs).
+    by_path: dict[str, list[tuple[RouteDecl, frozenset[str], tuple[str, ...]]]] = {}
     for route in routes:
         paths_attr = route.values.get("path")
         if paths_attr is None or {"path", "models"} & set(route.values.block.broken):
@@ -332,7 +335,8 @@ def _check_shadowing(routes: list[RouteDecl], diagnostics: list[Diagnostic]) -> 
         paths = frozenset(p for p in paths_attr.positional if p)
         models_attr = route.values.get("models")
         models = tuple(m for m in models_attr.positional if m) if models_attr else ("*",)
-        for earlier, earlier_paths, earlier_models in seen:
+        candidates = by_path.get(next(iter(paths)), []) if paths else seen
+        for earlier, earlier_paths, earlier_models in candidates:
             if paths <= earlier_paths and all(
                 any(_covers(e, m) for e in earlier_models) for m in models
             ):
@@ -359,4 +363,7 @@ def _check_shadowing(routes: list[RouteDecl], diagnostics: list[Diagnostic]) -> 
                     )
                 )
                 break
-        seen.append((route, paths, models))
+        entry = (route, paths, models)
+        seen.append(entry)
+        for path in paths:
+            by_path.setdefault(path, []).append(entry)
