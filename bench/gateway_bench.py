@@ -48,9 +48,13 @@ RESULTS = BENCH / "results"
 LUA = BENCH / "chat.lua"
 CHAT_PATH = "/v1/chat/completions"
 AUTH = "Bearer sk-bench-0123456789abcdef"
-STREAM_BODY = (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],'
-               b'"max_tokens":32,"stream":true}')
-PLAIN_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
+STREAM_BODY = (
+    b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],'
+    b'"max_tokens":32,"stream":true}'
+)
+PLAIN_BODY = (
+    b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],"max_tokens":32}'
+)
 
 # Issue 3's targets: (key in the summary, comparison, limit, unit, words).
 TARGETS = (
@@ -110,9 +114,13 @@ def core_busy() -> dict[int, tuple[int, int]]:
     return cores
 
 
-def busy_share(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[int, float]:
-    return {core: (after[core][0] - before[core][0]) / max(1, after[core][1] - before[core][1])
-            for core in after}
+def busy_share(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+) -> dict[int, float]:
+    return {
+        core: (after[core][0] - before[core][0]) / max(1, after[core][1] - before[core][1])
+        for core in after
+    }
 
 
 def wait_quiet(args: argparse.Namespace) -> float:
@@ -162,7 +170,9 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> None:
 def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
     """A one-shot GET on loopback (for /health polling): (status, body); raises OSError."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -172,9 +182,18 @@ def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
 
 # --- the upstream ----------------------------------------------------------------------------
 
+
 def start_upstream(args: argparse.Namespace) -> tuple[subprocess.Popen[str], int]:
-    argv = [args.python, str(BENCH / "upstream.py"), "--port", "0",
-            "--sse-events", str(args.sse_events), "--sse-gap-ms", str(args.sse_gap_ms)]
+    argv = [
+        args.python,
+        str(BENCH / "upstream.py"),
+        "--port",
+        "0",
+        "--sse-events",
+        str(args.sse_events),
+        "--sse-gap-ms",
+        str(args.sse_gap_ms),
+    ]
     process = subprocess.Popen(pinned(args.load_core, argv), stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -185,6 +204,7 @@ def start_upstream(args: argparse.Namespace) -> tuple[subprocess.Popen[str], int
 
 
 # --- the gateway -----------------------------------------------------------------------------
+
 
 def shipped_default_modules() -> str:
     """The `modules [...]` text of the shipped default pipeline."""
@@ -276,15 +296,39 @@ class Gateway:
 
 def gateway_argv(args: argparse.Namespace, port: int, workdir: Path) -> list[str]:
     if args.floor:
-        launcher = [args.python, str(BENCH / "serve_variant.py"), "--floor", "--server", args.server,
-                    "--loop", args.loop, "--"]
+        launcher = [
+            args.python,
+            str(BENCH / "serve_variant.py"),
+            "--floor",
+            "--server",
+            args.server,
+            "--loop",
+            args.loop,
+            "--",
+        ]
     elif args.loop != "asyncio" or args.server != "hypercorn" or args.patch:
-        launcher = [args.python, str(BENCH / "serve_variant.py"), "--loop", args.loop, "--server", args.server,
-                    *(f"--patch={name}" for name in args.patch), "--"]
+        launcher = [
+            args.python,
+            str(BENCH / "serve_variant.py"),
+            "--loop",
+            args.loop,
+            "--server",
+            args.server,
+            *(f"--patch={name}" for name in args.patch),
+            "--",
+        ]
     else:
         launcher = [args.python, "-m", "stockyard"]
-    argv = [*launcher, "serve", "--port", str(port), "--pipelines", str(workdir / "pipelines"),
-            "--db", str(workdir / "stockyard.db")]
+    argv = [
+        *launcher,
+        "serve",
+        "--port",
+        str(port),
+        "--pipelines",
+        str(workdir / "pipelines"),
+        "--db",
+        str(workdir / "stockyard.db"),
+    ]
     if args.no_watch:
         argv.append("--no-watch")
     return pinned(args.gateway_core, argv)
@@ -306,12 +350,29 @@ def gateway_env(args: argparse.Namespace) -> dict[str, str]:
 
 def create_key(args: argparse.Namespace, workdir: Path) -> str:
     """A gateway key for the `auth` module, with `stockyard keys create`."""
-    done = subprocess.run([args.python, "-m", "stockyard", "keys", "create", "--project", "bench",
-                           "--db", str(workdir / "stockyard.db")],
-                          cwd=workdir, env=gateway_env(args), capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [
+            args.python,
+            "-m",
+            "stockyard",
+            "keys",
+            "create",
+            "--project",
+            "bench",
+            "--db",
+            str(workdir / "stockyard.db"),
+        ],
+        cwd=workdir,
+        env=gateway_env(args),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     key = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     if done.returncode != 0 or not key.startswith("sk-"):
-        raise SystemExit(f"bench: cannot create a gateway key for `auth`:\n{done.stdout}{done.stderr}")
+        raise SystemExit(
+            f"bench: cannot create a gateway key for `auth`:\n{done.stdout}{done.stderr}"
+        )
     return key
 
 
@@ -334,7 +395,9 @@ def start_gateway(args: argparse.Namespace, workdir: Path, index: int) -> Gatewa
             pass
         if process.poll() is not None or time.perf_counter() > deadline:
             stop_process(process)
-            raise SystemExit(f"bench: the gateway did not start:\n{log.read_text(errors='replace')}")
+            raise SystemExit(
+                f"bench: the gateway did not start:\n{log.read_text(errors='replace')}"
+            )
         time.sleep(0.005)
     return Gateway(process, port, elapsed, rss_kib(process.pid)["VmRSS"], log)
 
@@ -360,6 +423,7 @@ def store_metrics(port: int) -> dict[str, float]:
 
 # --- load: wrk -------------------------------------------------------------------------------
 
+
 @dataclass
 class WrkRun:
     concurrency: int
@@ -379,12 +443,27 @@ class WrkRun:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def wrk(args: argparse.Namespace, port: int, concurrency: int, seconds: float,
-        watch: dict[str, int] | None = None) -> WrkRun:
-    argv = pinned(args.load_core, [
-        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA),
-        f"http://127.0.0.1:{port}{CHAT_PATH}",
-    ])
+def wrk(
+    args: argparse.Namespace,
+    port: int,
+    concurrency: int,
+    seconds: float,
+    watch: dict[str, int] | None = None,
+) -> WrkRun:
+    argv = pinned(
+        args.load_core,
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            f"http://127.0.0.1:{port}{CHAT_PATH}",
+        ],
+    )
     watch = watch or {}
     before = {name: cpu_seconds(pid) for name, pid in watch.items()}
     cores_before = core_busy()
@@ -402,9 +481,13 @@ def wrk(args: argparse.Namespace, port: int, concurrency: int, seconds: float,
     run = WrkRun(
         concurrency=concurrency,
         rps=data["requests"] / (data["duration_us"] / 1e6),
-        p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000, p99_ms=data["p99_us"] / 1000,
-        mean_ms=data["lat_mean_us"] / 1000, max_ms=data["lat_max_us"] / 1000,
-        requests=data["requests"], errors=errors,
+        p50_ms=data["p50_us"] / 1000,
+        p90_ms=data["p90_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        mean_ms=data["lat_mean_us"] / 1000,
+        max_ms=data["lat_max_us"] / 1000,
+        requests=data["requests"],
+        errors=errors,
         cpu={name: (after[name] - before[name]) / wall for name in watch},
         busy={str(core): share for core, share in busy.items()},
     )
@@ -413,8 +496,13 @@ def wrk(args: argparse.Namespace, port: int, concurrency: int, seconds: float,
     return run
 
 
-def measure(args: argparse.Namespace, port: int, concurrency: int, watch: dict[str, int],
-            boost: tuple[int, ...] = ()) -> WrkRun:
+def measure(
+    args: argparse.Namespace,
+    port: int,
+    concurrency: int,
+    watch: dict[str, int],
+    boost: tuple[int, ...] = (),
+) -> WrkRun:
     """Warm up, then ``--repeat`` measured runs; the run with the median requests/s."""
     for pid in boost:
         boost_threads(pid)
@@ -422,16 +510,24 @@ def measure(args: argparse.Namespace, port: int, concurrency: int, watch: dict[s
         wrk(args, port, concurrency, args.warmup)
     load = wait_quiet(args)
     if load > args.quiet_limit and args.quiet_wait > 0:
-        print(f"bench: warning: the machine is busy ({100 * load:.0f}% on a core) before a run; "
-              "numbers will be low", file=sys.stderr)
-    runs = sorted((wrk(args, port, concurrency, args.duration, watch) for _ in range(args.repeat)),
-                  key=lambda r: r.rps)
+        print(
+            f"bench: warning: the machine is busy ({100 * load:.0f}% on a core) before a run; "
+            "numbers will be low",
+            file=sys.stderr,
+        )
+    runs = sorted(
+        (wrk(args, port, concurrency, args.duration, watch) for _ in range(args.repeat)),
+        key=lambda r: r.rps,
+    )
     return runs[len(runs) // 2]
 
 
 # --- streaming: time to first byte -----------------------------------------------------------
 
-async def _read_response(reader: asyncio.StreamReader, started: float) -> tuple[int, float, float, bytes, bool]:
+
+async def _read_response(
+    reader: asyncio.StreamReader, started: float
+) -> tuple[int, float, float, bytes, bool]:
     """Read one response: (status, first body byte at, end at, body, server closes), times since
     ``started``."""
     head = await reader.readuntil(b"\r\n\r\n")
@@ -461,9 +557,11 @@ async def _sequential_client(port: int, count: int, warmup: int, body: bytes) ->
     """``warmup + count`` requests one after another on a keep-alive connection (a new one when
     the server closes it: Hypercorn does after keep_alive_max_requests, 1,000 by default)."""
     accept = "text/event-stream" if body is STREAM_BODY else "application/json"
-    request = (f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n"
-               f"Content-Type: application/json\r\nAccept: {accept}\r\n{key_header()}"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    request = (
+        f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n"
+        f"Content-Type: application/json\r\nAccept: {accept}\r\n{key_header()}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     firsts, totals = [], []
     last = b""
     reconnects = 0
@@ -504,32 +602,52 @@ def percentile(values: list[float], q: float) -> float:
 def latency_stats(port: int, args: argparse.Namespace) -> dict[str, Any]:
     """Exact per-request latency at concurrency 1 (wrk's percentiles are corrected for
     coordinated omission, which inflates them wherever a run has a stall)."""
-    result = asyncio.run(_sequential_client(port, args.latency_requests, args.latency_warmup, PLAIN_BODY))
+    result = asyncio.run(
+        _sequential_client(port, args.latency_requests, args.latency_warmup, PLAIN_BODY)
+    )
     values = result["total_ms"]
-    return {"requests": len(values), "reconnects": result["reconnects"], "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90),
-            "p99_ms": percentile(values, 99), "mean_ms": statistics.fmean(values), "max_ms": max(values)}
+    return {
+        "requests": len(values),
+        "reconnects": result["reconnects"],
+        "p50_ms": percentile(values, 50),
+        "p90_ms": percentile(values, 90),
+        "p99_ms": percentile(values, 99),
+        "mean_ms": statistics.fmean(values),
+        "max_ms": max(values),
+    }
 
 
 def stream_stats(port: int, args: argparse.Namespace) -> dict[str, Any]:
-    result = asyncio.run(_sequential_client(port, args.ttfb_requests, args.ttfb_warmup, STREAM_BODY))
+    result = asyncio.run(
+        _sequential_client(port, args.ttfb_requests, args.ttfb_warmup, STREAM_BODY)
+    )
     ttfb, total = result["ttfb_ms"], result["total_ms"]
     body = result["last_body"]
     return {
         "requests": len(ttfb),
-        "ttfb_p50_ms": percentile(ttfb, 50), "ttfb_p90_ms": percentile(ttfb, 90),
-        "ttfb_p99_ms": percentile(ttfb, 99), "ttfb_mean_ms": statistics.fmean(ttfb),
-        "total_p50_ms": percentile(total, 50), "total_p99_ms": percentile(total, 99),
-        "events": body.count(b"data: "), "ends_with_done": body.rstrip().endswith(b"data: [DONE]"),
+        "ttfb_p50_ms": percentile(ttfb, 50),
+        "ttfb_p90_ms": percentile(ttfb, 90),
+        "ttfb_p99_ms": percentile(ttfb, 99),
+        "ttfb_mean_ms": statistics.fmean(ttfb),
+        "total_p50_ms": percentile(total, 50),
+        "total_p99_ms": percentile(total, 99),
+        "events": body.count(b"data: "),
+        "ends_with_done": body.rstrip().endswith(b"data: [DONE]"),
     }
 
 
 def sanity(port: int, expected: bytes | None) -> bytes:
     """One non-streaming POST; fails loudly unless it answers 200 (and ``expected`` when given)."""
+
     async def once() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write((f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH}\r\n"
-                      f"{key_header()}Content-Type: application/json\r\nContent-Length: {len(PLAIN_BODY)}\r\n\r\n").encode()
-                     + PLAIN_BODY)
+        writer.write(
+            (
+                f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH}\r\n"
+                f"{key_header()}Content-Type: application/json\r\nContent-Length: {len(PLAIN_BODY)}\r\n\r\n"
+            ).encode()
+            + PLAIN_BODY
+        )
         status, _, _, body, _ = await _read_response(reader, time.perf_counter())
         writer.close()
         return status, body
@@ -542,6 +660,7 @@ def sanity(port: int, expected: bytes | None) -> bytes:
 
 # --- profile ---------------------------------------------------------------------------------
 
+
 def profile(args: argparse.Namespace, gateway: Gateway, out_stem: Path) -> dict[str, Any]:
     """py-spy record on the gateway during a concurrency-64 wrk run; collapsed stacks + summary."""
     pyspy = shutil.which("py-spy") or str(Path(args.python).parent / "py-spy")
@@ -550,17 +669,37 @@ def profile(args: argparse.Namespace, gateway: Gateway, out_stem: Path) -> dict[
         return {}
     raw = out_stem.with_suffix(".collapsed.txt")
     seconds = max(3, int(args.duration))
-    recorder = subprocess.Popen(pinned(args.load_core, [
-        pyspy, "record", "--pid", str(gateway.process.pid), "--duration", str(seconds + 1),
-        "--rate", "250", "--format", "raw", "--output", str(raw), "--nonblocking", "--gil",
-    ]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    recorder = subprocess.Popen(
+        pinned(
+            args.load_core,
+            [
+                pyspy,
+                "record",
+                "--pid",
+                str(gateway.process.pid),
+                "--duration",
+                str(seconds + 1),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+                "--gil",
+            ],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(0.5)
     run = wrk(args, gateway.port, 64, seconds)
     recorder.wait(seconds + 30)
     if not raw.exists():
-        return {"error": (recorder.stderr.read() if recorder.stderr else b"").decode(errors="replace")}
-    return {"file": shown(raw), "rps_while_profiling": round(run.rps, 1),
-            **summarise_profile(raw)}
+        return {
+            "error": (recorder.stderr.read() if recorder.stderr else b"").decode(errors="replace")
+        }
+    return {"file": shown(raw), "rps_while_profiling": round(run.rps, 1), **summarise_profile(raw)}
 
 
 def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
@@ -590,8 +729,12 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         rows = sorted(table.items(), key=lambda kv: -kv[1])[:limit]
         return [[name, round(100 * n / total, 1)] for name, n in rows]
 
-    return {"samples": total, "self_pct": ranked(own), "inclusive_pct": ranked(inclusive, 40),
-            "self_by_package_pct": ranked(packages)}
+    return {
+        "samples": total,
+        "self_pct": ranked(own),
+        "inclusive_pct": ranked(inclusive, 40),
+        "self_by_package_pct": ranked(packages),
+    }
 
 
 def _package(name: str) -> str:
@@ -619,6 +762,7 @@ def _frame_name(frame: str) -> str:
 
 # --- report ----------------------------------------------------------------------------------
 
+
 def shown(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -635,18 +779,26 @@ def versions() -> dict[str, str]:
 
 
 def git(*argv: str) -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), *argv], capture_output=True, text=True, check=False
+    )
     return done.stdout.strip()
 
 
 def git_state(args: argparse.Namespace) -> dict[str, Any]:
     if args.ref:
-        return {"commit": git("rev-parse", "--short", args.ref), "dirty": False, "source": f"git archive {args.ref}"}
+        return {
+            "commit": git("rev-parse", "--short", args.ref),
+            "dirty": False,
+            "source": f"git archive {args.ref}",
+        }
     if args.source is not None:
         return {"source": str(args.source)}
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "stockyard")),
-            "source": "working tree"}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "stockyard")),
+        "source": "working tree",
+    }
 
 
 def export_ref(ref: str) -> Path:
@@ -654,12 +806,18 @@ def export_ref(ref: str) -> Path:
     target = Path(tempfile.mkdtemp(prefix="stockyard-gwbench-ref-"))
     present = set(git("ls-tree", "--name-only", ref).split())
     paths = [p for p in ("stockyard", "grammar", "pipelines") if p in present]
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *paths], capture_output=True, check=False)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, *paths], capture_output=True, check=False
+    )
     if archive.returncode != 0:
-        raise SystemExit(f"bench: git archive {ref} failed: {archive.stderr.decode(errors='replace')}")
+        raise SystemExit(
+            f"bench: git archive {ref} failed: {archive.stderr.decode(errors='replace')}"
+        )
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     # As an installed wheel would have: bytecode compiled ahead (PYTHONDONTWRITEBYTECODE may be set).
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(target / "stockyard")], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(target / "stockyard")], check=True
+    )
     return target
 
 
@@ -678,8 +836,16 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for key, op, limit, unit, words in TARGETS:
         value = summary.get(key)
         met = None if value is None else (value <= limit if op == "<=" else value >= limit)
-        rows.append({"key": key, "what": words, "value": value, "limit": f"{op} {limit}",
-                     "unit": unit, "met": met})
+        rows.append(
+            {
+                "key": key,
+                "what": words,
+                "value": value,
+                "limit": f"{op} {limit}",
+                "unit": unit,
+                "met": met,
+            }
+        )
     return rows
 
 
@@ -693,11 +859,17 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines = [
+        "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
-        lines.append("  ".join(str(c).rjust(w) if i else str(c).ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(
+                str(c).rjust(w) if i else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -707,12 +879,17 @@ def render(result: dict[str, Any]) -> str:
         f"Stockyard gateway benchmark  ({result['label']}; {setup['cpu']}, {setup['cores']} cores; "
         f"gateway on core {setup['gateway_core']}, wrk + upstream + client on core {setup['load_core']}"
         + (f"; SCHED_FIFO {setup['rt']}" if setup.get("rt") else "")
-        + (f"; nice {setup['nice']}" if setup.get("nice") else "") + ")",
+        + (f"; nice {setup['nice']}" if setup.get("nice") else "")
+        + ")",
         f"stockyard {setup['git'].get('commit', setup['git'].get('source'))}"
         f"{' (+ uncommitted changes)' if setup['git'].get('dirty') else ''}; "
         f"gateway: {setup['server']} on {setup['loop']}; modules [{', '.join(setup['modules'])}]"
-        + (f"  (asked `{setup['modules_asked']}`; dropped, no runtime implementation yet: "
-           f"{', '.join(setup['modules_dropped'])})" if setup["modules_dropped"] else ""),
+        + (
+            f"  (asked `{setup['modules_asked']}`; dropped, no runtime implementation yet: "
+            f"{', '.join(setup['modules_dropped'])})"
+            if setup["modules_dropped"]
+            else ""
+        ),
         "",
         f"Non-streaming POST {CHAT_PATH} (wrk -t1, {setup['duration_s']:g} s per run, "
         f"median of {setup['repeat']})",
@@ -720,127 +897,280 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     for row in result["nonstream"]:
         d, g = row["direct"], row["gateway"]
-        rows.append([
-            str(row["concurrency"]), fmt(d["rps"], 0), fmt(g["rps"], 0),
-            fmt(d["p50_ms"], 3), fmt(g["p50_ms"], 3), fmt(row["added_p50_ms"], 3),
-            fmt(d["p99_ms"], 3), fmt(g["p99_ms"], 3), fmt(row["added_p99_ms"], 3),
-            f"{100 * g['cpu'].get('gateway', 0):.0f}%", fmt(row["gateway_cpu_us_per_req"], 0),
-            f"{100 * d['cpu'].get('upstream', 0):.0f}%", f"{100 * g['other_load']:.0f}%",
-            str(d["errors"] + g["errors"]),
-        ])
-    out.append(table(["conc", "direct rps", "gw rps", "direct p50", "gw p50", "added p50",
-                      "direct p99", "gw p99", "added p99", "gw CPU", "gw CPU µs/req",
-                      "upstr CPU (direct)", "other load", "errors"], rows))
-    out.append("(wrk latencies in ms, corrected by wrk for coordinated omission, so their tails are\n"
-               " pessimistic; CPU = share of one core during the run; other load = CPU taken on the\n"
-               " gateway's core by processes outside the benchmark during the gateway run: ~0% on a\n"
-               " quiet machine)")
+        rows.append(
+            [
+                str(row["concurrency"]),
+                fmt(d["rps"], 0),
+                fmt(g["rps"], 0),
+                fmt(d["p50_ms"], 3),
+                fmt(g["p50_ms"], 3),
+                fmt(row["added_p50_ms"], 3),
+                fmt(d["p99_ms"], 3),
+                fmt(g["p99_ms"], 3),
+                fmt(row["added_p99_ms"], 3),
+                f"{100 * g['cpu'].get('gateway', 0):.0f}%",
+                fmt(row["gateway_cpu_us_per_req"], 0),
+                f"{100 * d['cpu'].get('upstream', 0):.0f}%",
+                f"{100 * g['other_load']:.0f}%",
+                str(d["errors"] + g["errors"]),
+            ]
+        )
+    out.append(
+        table(
+            [
+                "conc",
+                "direct rps",
+                "gw rps",
+                "direct p50",
+                "gw p50",
+                "added p50",
+                "direct p99",
+                "gw p99",
+                "added p99",
+                "gw CPU",
+                "gw CPU µs/req",
+                "upstr CPU (direct)",
+                "other load",
+                "errors",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        "(wrk latencies in ms, corrected by wrk for coordinated omission, so their tails are\n"
+        " pessimistic; CPU = share of one core during the run; other load = CPU taken on the\n"
+        " gateway's core by processes outside the benchmark during the gateway run: ~0% on a\n"
+        " quiet machine)"
+    )
     levels = ", ".join(
         f"c={row['concurrency']} {row.get('gateway_rss_after_mib', 0):.0f} MiB"
-        + (f" (writer queue {row['gateway_store_after'].get('queue_depth', 0):,.0f}, back-pressure waits "
-           f"{row['gateway_store_after'].get('backpressure_total', 0):,.0f})" if row.get("gateway_store_after") else "")
-        for row in result["nonstream"])
+        + (
+            f" (writer queue {row['gateway_store_after'].get('queue_depth', 0):,.0f}, back-pressure waits "
+            f"{row['gateway_store_after'].get('backpressure_total', 0):,.0f})"
+            if row.get("gateway_store_after")
+            else ""
+        )
+        for row in result["nonstream"]
+    )
     out.append(f"gateway RSS after each level: {levels}")
     lat = result["latency_c1"]
-    out += ["", f"Latency at concurrency 1, exact: {lat['direct']['requests']} sequential non-streaming "
-                "requests on one keep-alive connection (ms)"]
-    rows = [[name, fmt(v["p50_ms"], 3), fmt(v["p90_ms"], 3), fmt(v["p99_ms"], 3), fmt(v["mean_ms"], 3)]
-            for name, v in (("direct", lat["direct"]), ("gateway", lat["gateway"]))]
+    out += [
+        "",
+        f"Latency at concurrency 1, exact: {lat['direct']['requests']} sequential non-streaming "
+        "requests on one keep-alive connection (ms)",
+    ]
+    rows = [
+        [name, fmt(v["p50_ms"], 3), fmt(v["p90_ms"], 3), fmt(v["p99_ms"], 3), fmt(v["mean_ms"], 3)]
+        for name, v in (("direct", lat["direct"]), ("gateway", lat["gateway"]))
+    ]
     rows.append(["added"] + [fmt(lat[f"added_{q}_ms"], 3) for q in ("p50", "p90", "p99", "mean")])
     out.append(table(["", "p50", "p90", "p99", "mean"], rows))
     s = result["stream"]
-    out += ["", f"Streaming: time to first SSE event, {s['direct']['requests']} sequential requests, "
-                f"{setup['sse_events']} content events {setup['sse_gap_ms']:g} ms apart"]
-    rows = [[name, fmt(v["ttfb_p50_ms"], 3), fmt(v["ttfb_p90_ms"], 3), fmt(v["ttfb_p99_ms"], 3),
-             fmt(v["total_p50_ms"], 3), str(v["events"])]
-            for name, v in (("direct", s["direct"]), ("gateway", s["gateway"]))]
-    rows.append(["added", fmt(s["added_ttfb_p50_ms"], 3), "", fmt(s["added_ttfb_p99_ms"], 3),
-                 fmt(s["added_total_p50_ms"], 3), ""])
+    out += [
+        "",
+        f"Streaming: time to first SSE event, {s['direct']['requests']} sequential requests, "
+        f"{setup['sse_events']} content events {setup['sse_gap_ms']:g} ms apart",
+    ]
+    rows = [
+        [
+            name,
+            fmt(v["ttfb_p50_ms"], 3),
+            fmt(v["ttfb_p90_ms"], 3),
+            fmt(v["ttfb_p99_ms"], 3),
+            fmt(v["total_p50_ms"], 3),
+            str(v["events"]),
+        ]
+        for name, v in (("direct", s["direct"]), ("gateway", s["gateway"]))
+    ]
+    rows.append(
+        [
+            "added",
+            fmt(s["added_ttfb_p50_ms"], 3),
+            "",
+            fmt(s["added_ttfb_p99_ms"], 3),
+            fmt(s["added_total_p50_ms"], 3),
+            "",
+        ]
+    )
     out.append(table(["", "TTFB p50", "TTFB p90", "TTFB p99", "whole stream p50", "events"], rows))
     m = result["memory"]
-    out += ["", "Start-up and memory",
-            table(["", "value"], [
+    out += [
+        "",
+        "Start-up and memory",
+        table(
+            ["", "value"],
+            [
                 ["start-up (median), s", fmt(result["startup"]["median_s"], 3)],
-                ["start-up (each run), s", ", ".join(f"{x:.3f}" for x in result["startup"]["runs_s"])],
+                [
+                    "start-up (each run), s",
+                    ", ".join(f"{x:.3f}" for x in result["startup"]["runs_s"]),
+                ],
                 ["RSS at /health 200, MiB", fmt(m["rss_at_ready_mib"], 1)],
                 ["RSS idle after start-up, MiB", fmt(m["rss_idle_mib"], 1)],
                 ["RSS idle after load, MiB", fmt(m["rss_after_load_mib"], 1)],
                 ["peak RSS (VmHWM), MiB", fmt(m["hwm_mib"], 1)],
-            ])]
+            ],
+        ),
+    ]
     out += ["", "Targets (issue 3)"]
-    rows = [[t["what"], fmt(t["value"], 3), f"{t['limit']} {t['unit']}",
-             {True: "MET", False: "MISSED", None: "-"}[t["met"]]] for t in result["targets"]]
+    rows = [
+        [
+            t["what"],
+            fmt(t["value"], 3),
+            f"{t['limit']} {t['unit']}",
+            {True: "MET", False: "MISSED", None: "-"}[t["met"]],
+        ]
+        for t in result["targets"]
+    ]
     out.append(table(["target", "value", "limit", ""], rows))
     prof = result.get("profile") or {}
     if prof.get("self_pct"):
-        out += ["", f"py-spy profile under load ({prof['samples']} samples, {prof['file']}): top self time"]
-        out.append(table(["function", "self %"], [[n, f"{p:.1f}"] for n, p in prof["self_pct"][:20]]))
+        out += [
+            "",
+            f"py-spy profile under load ({prof['samples']} samples, {prof['file']}): top self time",
+        ]
+        out.append(
+            table(["function", "self %"], [[n, f"{p:.1f}"] for n, p in prof["self_pct"][:20]])
+        )
         out += ["", "self time by package"]
-        out.append(table(["package", "self %"], [[n, f"{p:.1f}"] for n, p in prof["self_by_package_pct"]]))
+        out.append(
+            table(["package", "self %"], [[n, f"{p:.1f}"] for n, p in prof["self_by_package_pct"]])
+        )
     return "\n".join(out)
 
 
 # --- main ------------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modules", default="default",
-                        help="the route's modules: default (the shipped default pipeline's), none, "
-                        "all (every module), or a list such as 'trace, cache(ttl: 5m)'. Modules "
-                        "without a runtime implementation are dropped (and reported)")
-    parser.add_argument("--keep-missing-modules", action="store_true",
-                        help="do not drop modules without a runtime (the gateway will refuse them)")
-    parser.add_argument("--concurrency", default="1,16,64", help="wrk connections (default 1,16,64)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--modules",
+        default="default",
+        help="the route's modules: default (the shipped default pipeline's), none, "
+        "all (every module), or a list such as 'trace, cache(ttl: 5m)'. Modules "
+        "without a runtime implementation are dropped (and reported)",
+    )
+    parser.add_argument(
+        "--keep-missing-modules",
+        action="store_true",
+        help="do not drop modules without a runtime (the gateway will refuse them)",
+    )
+    parser.add_argument(
+        "--concurrency", default="1,16,64", help="wrk connections (default 1,16,64)"
+    )
     parser.add_argument("--duration", type=float, default=8, help="seconds per wrk run (default 8)")
-    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds before each (default 2)")
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="warm-up seconds before each (default 2)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per point; the median is kept")
-    parser.add_argument("--latency-requests", type=int, default=3000,
-                        help="sequential non-streaming requests for the exact concurrency-1 latency")
+    parser.add_argument(
+        "--latency-requests",
+        type=int,
+        default=3000,
+        help="sequential non-streaming requests for the exact concurrency-1 latency",
+    )
     parser.add_argument("--latency-warmup", type=int, default=200)
     parser.add_argument("--ttfb-requests", type=int, default=300)
     parser.add_argument("--ttfb-warmup", type=int, default=30)
     parser.add_argument("--startups", type=int, default=3, help="start-up measurements (default 3)")
-    parser.add_argument("--startup-timeout", type=float, default=30, help="seconds to wait for /health")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=30, help="seconds to wait for /health"
+    )
     parser.add_argument("--sse-events", type=int, default=8)
     parser.add_argument("--sse-gap-ms", type=float, default=1.0)
     parser.add_argument("--gateway-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
-    parser.add_argument("--nice", type=int, default=0,
-                        help="run gateway, upstream, wrk and client at this nice level, e.g. -10 on a "
-                        "machine shared with other work (negative needs root)")
-    parser.add_argument("--rt", type=int, default=0, metavar="PRIO",
-                        help="run gateway, upstream, wrk and client SCHED_FIFO at this priority (chrt -f), "
-                        "so that other work on a shared machine cannot delay them (needs root; the "
-                        "kernel still leaves 5%% of each core to others)")
-    parser.add_argument("--rt-policy", choices=("fifo", "rr"), default="fifo",
-                        help="real-time policy for --rt (default fifo)")
-    parser.add_argument("--quiet-wait", type=float, default=60,
-                        help="before each run, wait up to this many seconds for an idle machine (default 60)")
-    parser.add_argument("--quiet-limit", type=float, default=0.10,
-                        help="idle means no core busier than this share (default 0.10)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run gateway, upstream, wrk and client at this nice level, e.g. -10 on a "
+        "machine shared with other work (negative needs root)",
+    )
+    parser.add_argument(
+        "--rt",
+        type=int,
+        default=0,
+        metavar="PRIO",
+        help="run gateway, upstream, wrk and client SCHED_FIFO at this priority (chrt -f), "
+        "so that other work on a shared machine cannot delay them (needs root; the "
+        "kernel still leaves 5%% of each core to others)",
+    )
+    parser.add_argument(
+        "--rt-policy",
+        choices=("fifo", "rr"),
+        default="fifo",
+        help="real-time policy for --rt (default fifo)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60,
+        help="before each run, wait up to this many seconds for an idle machine (default 60)",
+    )
+    parser.add_argument(
+        "--quiet-limit",
+        type=float,
+        default=0.10,
+        help="idle means no core busier than this share (default 0.10)",
+    )
     parser.add_argument("--no-watch", action="store_true", help="start the gateway with --no-watch")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="experiment: run the gateway on uvloop (via bench/serve_variant.py)")
-    parser.add_argument("--server", choices=("hypercorn", "uvicorn"), default="hypercorn",
-                        help="experiment: serve the same ASGI app with another server")
-    parser.add_argument("--patch", action="append", default=[], choices=("dummy-cookie-jar",),
-                        help="experiment: monkey-patch the gateway (see bench/serve_variant.py)")
-    parser.add_argument("--floor", action="store_true",
-                        help="experiment: in the gateway's place, a bare ASGI app on the same server that "
-                        "answers a fixed body without calling the upstream (the server's own ceiling)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also record a py-spy profile of the gateway under concurrency-64 load")
-    parser.add_argument("--python", default=sys.executable, help="interpreter for gateway and upstream")
-    parser.add_argument("--ref", metavar="REV",
-                        help="benchmark stockyard as committed at REV (git archive into a temp dir, "
-                        "put first on PYTHONPATH) instead of the working tree")
-    parser.add_argument("--source", type=Path, metavar="DIR",
-                        help="benchmark the stockyard package found in DIR (put first on PYTHONPATH)")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="experiment: run the gateway on uvloop (via bench/serve_variant.py)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("hypercorn", "uvicorn"),
+        default="hypercorn",
+        help="experiment: serve the same ASGI app with another server",
+    )
+    parser.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        choices=("dummy-cookie-jar",),
+        help="experiment: monkey-patch the gateway (see bench/serve_variant.py)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="experiment: in the gateway's place, a bare ASGI app on the same server that "
+        "answers a fixed body without calling the upstream (the server's own ceiling)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also record a py-spy profile of the gateway under concurrency-64 load",
+    )
+    parser.add_argument(
+        "--python", default=sys.executable, help="interpreter for gateway and upstream"
+    )
+    parser.add_argument(
+        "--ref",
+        metavar="REV",
+        help="benchmark stockyard as committed at REV (git archive into a temp dir, "
+        "put first on PYTHONPATH) instead of the working tree",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        metavar="DIR",
+        help="benchmark the stockyard package found in DIR (put first on PYTHONPATH)",
+    )
     parser.add_argument("--label", help="name of this run (default from modules/loop/server)")
-    parser.add_argument("--out", type=Path, help="JSON output (default bench/results/gateway-LABEL.json)")
-    parser.add_argument("--quick", action="store_true", help="2 s runs, 1 s warm-up, 100 TTFB requests")
+    parser.add_argument(
+        "--out", type=Path, help="JSON output (default bench/results/gateway-LABEL.json)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 s runs, 1 s warm-up, 100 TTFB requests"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.ttfb_requests, args.startups = 2, 1, 100, 1
@@ -877,16 +1207,23 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(args.source))  # module checks below use the same stockyard
     modules, dropped, asked = resolve_modules(args.modules, args.keep_missing_modules)
     if args.floor:
-        label = args.label or "-".join(["floor", args.server] + ([args.loop] if args.loop != "asyncio" else []))
+        label = args.label or "-".join(
+            ["floor", args.server] + ([args.loop] if args.loop != "asyncio" else [])
+        )
     else:
         label = args.label or "-".join(
             [{"default": "default", "none": "none", "all": "all"}.get(args.modules, "custom")]
             + ([args.loop] if args.loop != "asyncio" else [])
-            + ([args.server] if args.server != "hypercorn" else []) + args.patch)
+            + ([args.server] if args.server != "hypercorn" else [])
+            + args.patch
+        )
     out = args.out or RESULTS / f"gateway-{label}.json"
     if dropped:
-        print(f"bench: modules without a runtime implementation (no factory= in stockyard/modules/): "
-              f"{', '.join(dropped)}; benchmarking with modules [{', '.join(modules)}]", file=sys.stderr)
+        print(
+            f"bench: modules without a runtime implementation (no factory= in stockyard/modules/): "
+            f"{', '.join(dropped)}; benchmarking with modules [{', '.join(modules)}]",
+            file=sys.stderr,
+        )
 
     upstream, upstream_port = start_upstream(args)
     workdir = Path(tempfile.mkdtemp(prefix="stockyard-gwbench-"))
@@ -904,8 +1241,11 @@ def main(argv: list[str] | None = None) -> int:
             startups.append(gateway.startup_s)
             time.sleep(1.0)
             idle_rss.append(rss_kib(gateway.process.pid)["VmRSS"])
-            print(f"bench: start-up {index + 1}: {gateway.startup_s:.3f} s, RSS {gateway.rss_start_kib / 1024:.1f} "
-                  f"MiB at ready, {idle_rss[-1] / 1024:.1f} MiB after 1 s", file=sys.stderr)
+            print(
+                f"bench: start-up {index + 1}: {gateway.startup_s:.3f} s, RSS {gateway.rss_start_kib / 1024:.1f} "
+                f"MiB at ready, {idle_rss[-1] / 1024:.1f} MiB after 1 s",
+                file=sys.stderr,
+            )
             if index < args.startups - 1:
                 stop_process(gateway.process)
         assert gateway is not None
@@ -917,20 +1257,30 @@ def main(argv: list[str] | None = None) -> int:
         for concurrency in concurrencies:
             direct = measure(args, upstream_port, concurrency, watch)
             through = measure(args, gateway.port, concurrency, watch, boost=(gateway.process.pid,))
-            nonstream.append({
-                "concurrency": concurrency,
-                "direct": direct.to_json(), "gateway": through.to_json(),
-                "added_p50_ms": through.p50_ms - direct.p50_ms,
-                "added_p99_ms": through.p99_ms - direct.p99_ms,
-                "gateway_cpu_us_per_req": 1e6 * through.cpu["gateway"] / through.rps if through.rps else None,
-                "gateway_rss_after_mib": rss_kib(gateway.process.pid)["VmRSS"] / 1024,
-                "gateway_store_after": store_metrics(gateway.port),
-            })
-            print(f"bench: c={concurrency}: direct {direct.rps:,.0f} req/s p50 {direct.p50_ms:.3f} ms; "
-                  f"gateway {through.rps:,.0f} req/s p50 {through.p50_ms:.3f} ms "
-                  f"(gateway CPU {100 * through.cpu['gateway']:.0f}%, RSS {nonstream[-1]['gateway_rss_after_mib']:.0f} MiB"
-                  + "".join(f", store {k} {v:,.0f}" for k, v in nonstream[-1]["gateway_store_after"].items()) + ")",
-                  file=sys.stderr)
+            nonstream.append(
+                {
+                    "concurrency": concurrency,
+                    "direct": direct.to_json(),
+                    "gateway": through.to_json(),
+                    "added_p50_ms": through.p50_ms - direct.p50_ms,
+                    "added_p99_ms": through.p99_ms - direct.p99_ms,
+                    "gateway_cpu_us_per_req": 1e6 * through.cpu["gateway"] / through.rps
+                    if through.rps
+                    else None,
+                    "gateway_rss_after_mib": rss_kib(gateway.process.pid)["VmRSS"] / 1024,
+                    "gateway_store_after": store_metrics(gateway.port),
+                }
+            )
+            print(
+                f"bench: c={concurrency}: direct {direct.rps:,.0f} req/s p50 {direct.p50_ms:.3f} ms; "
+                f"gateway {through.rps:,.0f} req/s p50 {through.p50_ms:.3f} ms "
+                f"(gateway CPU {100 * through.cpu['gateway']:.0f}%, RSS {nonstream[-1]['gateway_rss_after_mib']:.0f} MiB"
+                + "".join(
+                    f", store {k} {v:,.0f}" for k, v in nonstream[-1]["gateway_store_after"].items()
+                )
+                + ")",
+                file=sys.stderr,
+            )
 
         wait_quiet(args)
         boost_threads(gateway.process.pid)
@@ -938,22 +1288,29 @@ def main(argv: list[str] | None = None) -> int:
         wait_quiet(args)
         latency_gateway = latency_stats(gateway.port, args)
         latency = {
-            "direct": latency_direct, "gateway": latency_gateway,
-            **{f"added_{q}_ms": latency_gateway[f"{q}_ms"] - latency_direct[f"{q}_ms"]
-               for q in ("p50", "p90", "p99", "mean")},
+            "direct": latency_direct,
+            "gateway": latency_gateway,
+            **{
+                f"added_{q}_ms": latency_gateway[f"{q}_ms"] - latency_direct[f"{q}_ms"]
+                for q in ("p50", "p90", "p99", "mean")
+            },
         }
         wait_quiet(args)
         stream_direct = stream_stats(upstream_port, args)
         wait_quiet(args)
         stream_gateway = stream_stats(gateway.port, args)
         stream = {
-            "direct": stream_direct, "gateway": stream_gateway,
+            "direct": stream_direct,
+            "gateway": stream_gateway,
             "added_ttfb_p50_ms": stream_gateway["ttfb_p50_ms"] - stream_direct["ttfb_p50_ms"],
             "added_ttfb_p99_ms": stream_gateway["ttfb_p99_ms"] - stream_direct["ttfb_p99_ms"],
             "added_total_p50_ms": stream_gateway["total_p50_ms"] - stream_direct["total_p50_ms"],
         }
         if not stream_gateway["ends_with_done"]:
-            print("bench: warning: the gateway's stream did not end with data: [DONE]", file=sys.stderr)
+            print(
+                "bench: warning: the gateway's stream did not end with data: [DONE]",
+                file=sys.stderr,
+            )
 
         time.sleep(2.0)
         after = rss_kib(gateway.process.pid)
@@ -983,13 +1340,28 @@ def main(argv: list[str] | None = None) -> int:
         "label": label,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "setup": {
-            "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "versions": versions(), "git": git_state(args),
-            "gateway_core": args.gateway_core, "load_core": args.load_core,
-            "server": args.server, "loop": args.loop, "floor": args.floor, "patch": args.patch, "watch": not args.no_watch, "nice": args.nice, "rt": args.rt,
-            "modules": modules, "modules_asked": asked, "modules_dropped": dropped,
-            "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
-            "sse_events": args.sse_events, "sse_gap_ms": args.sse_gap_ms,
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "versions": versions(),
+            "git": git_state(args),
+            "gateway_core": args.gateway_core,
+            "load_core": args.load_core,
+            "server": args.server,
+            "loop": args.loop,
+            "floor": args.floor,
+            "patch": args.patch,
+            "watch": not args.no_watch,
+            "nice": args.nice,
+            "rt": args.rt,
+            "modules": modules,
+            "modules_asked": asked,
+            "modules_dropped": dropped,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "repeat": args.repeat,
+            "sse_events": args.sse_events,
+            "sse_gap_ms": args.sse_gap_ms,
             "pipeline": pipeline_text(upstream_port, modules).replace(str(upstream_port), "PORT"),
         },
         "nonstream": nonstream,

@@ -25,8 +25,13 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--server", choices=("hypercorn", "uvicorn"), default="hypercorn")
     parser.add_argument("--floor", action="store_true", help="a bare ASGI app instead of Stockyard")
-    parser.add_argument("--patch", action="append", default=[], choices=("dummy-cookie-jar",),
-                        help="dummy-cookie-jar: aiohttp sessions keep no cookies (DummyCookieJar)")
+    parser.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        choices=("dummy-cookie-jar",),
+        help="dummy-cookie-jar: aiohttp sessions keep no cookies (DummyCookieJar)",
+    )
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
@@ -77,8 +82,12 @@ def _uvicorn(argv: list[str]) -> int:
     options.add_argument("--no-watch", action="store_true")
     args = options.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    settings = Settings.from_env(port=args.port, pipelines=Path(args.pipelines), db=Path(args.db),
-                                 watch=False if args.no_watch else None)
+    settings = Settings.from_env(
+        port=args.port,
+        pipelines=Path(args.pipelines),
+        db=Path(args.db),
+        watch=False if args.no_watch else None,
+    )
 
     async def serve() -> None:
         app = Stockyard(settings)
@@ -86,9 +95,16 @@ def _uvicorn(argv: list[str]) -> int:
         try:
             if not await opener():
                 raise SystemExit(f"stockyard: cannot start: {app.reloader.status.message}")
-            config = uvicorn.Config(app, host=settings.host, port=settings.port, http="httptools",
-                                    lifespan="on", access_log=False, log_level="warning",
-                                    timeout_keep_alive=75)
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                http="httptools",
+                lifespan="on",
+                access_log=False,
+                log_level="warning",
+                timeout_keep_alive=75,
+            )
             await uvicorn.Server(config).serve()
         finally:
             closer = getattr(app, "close", None)
@@ -126,17 +142,32 @@ def _floor(argv: list[str], server: str) -> int:
         while more:
             more = (await receive()).get("more_body", False)
         reply = b'{"status":"ok"}' if scope["path"] == "/health" else body
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(reply)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(reply)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": reply})
 
     del headers
     if server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(app, host="127.0.0.1", port=args.port, http="httptools", loop="uvloop",
-                    access_log=False, log_level="warning", timeout_keep_alive=75)
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=args.port,
+            http="httptools",
+            loop="uvloop",
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=75,
+        )
         return 0
     from hypercorn.asyncio import serve
     from hypercorn.config import Config

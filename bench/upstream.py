@@ -27,37 +27,57 @@ _CLOSE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
 
 MODEL = "gpt-4o-mini-2024-07-18"
 CREATED = 1700000000
-USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20,
-         "prompt_tokens_details": {"cached_tokens": 0},
-         "completion_tokens_details": {"reasoning_tokens": 0}}
+USAGE = {
+    "prompt_tokens": 13,
+    "completion_tokens": 7,
+    "total_tokens": 20,
+    "prompt_tokens_details": {"cached_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 0},
+}
 
 
 def completion_body() -> bytes:
-    return json.dumps({
-        "id": "chatcmpl-bench0000000000000000000000",
-        "object": "chat.completion",
-        "created": CREATED,
-        "model": MODEL,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": "Hello! How can I help you today?",
-                        "refusal": None},
-            "logprobs": None,
-            "finish_reason": "stop",
-        }],
-        "usage": USAGE,
-        "system_fingerprint": "fp_bench",
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench0000000000000000000000",
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "Hello! How can I help you today?",
+                        "refusal": None,
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": USAGE,
+            "system_fingerprint": "fp_bench",
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def sse_events(count: int) -> tuple[list[bytes], bytes]:
     """(events, usage event): role chunk, ``count`` content chunks, finish chunk; then usage."""
 
-    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> bytes:
-        payload = {"id": "chatcmpl-bench0000000000000000000000", "object": "chat.completion.chunk",
-                   "created": CREATED, "model": MODEL, "system_fingerprint": "fp_bench",
-                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-                   if choices else []}
+    def chunk(
+        delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True
+    ) -> bytes:
+        payload = {
+            "id": "chatcmpl-bench0000000000000000000000",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": MODEL,
+            "system_fingerprint": "fp_bench",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            if choices
+            else [],
+        }
         if usage is not None:
             payload["usage"] = usage
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
@@ -75,10 +95,14 @@ def _frame(data: bytes) -> bytes:
 
 class Upstream(asyncio.Protocol):
     body = completion_body()
-    plain = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-             b"openai-processing-ms: 1\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-    sse_head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-                b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+    plain = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        b"openai-processing-ms: 1\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    sse_head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+        b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
     events: list[bytes] = []
     usage_event = b""
     gap = 0.0
@@ -98,13 +122,13 @@ class Upstream(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
-            head = self.buffer[:end + 2]
+            head = self.buffer[: end + 2]
             match = _LENGTH.search(head)
             length = int(match.group(1)) if match else 0
             total = end + 4 + length
             if len(self.buffer) < total:
                 return
-            body = self.buffer[end + 4:total]
+            body = self.buffer[end + 4 : total]
             self.buffer = self.buffer[total:]
             close = _CLOSE.search(head) is not None
             if _STREAM.search(body):
@@ -153,7 +177,9 @@ async def main(args: argparse.Namespace) -> None:
     Upstream.events, Upstream.usage_event = sse_events(args.sse_events)
     Upstream.gap = args.sse_gap_ms / 1000
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Upstream, args.host, args.port, backlog=1024, reuse_address=True)
+    server = await loop.create_server(
+        Upstream, args.host, args.port, backlog=1024, reuse_address=True
+    )
     port = server.sockets[0].getsockname()[1]
     print(f"ready {port}", flush=True)
     stop = asyncio.Event()
@@ -168,13 +194,18 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--sse-events", type=int, default=8, help="content chunks per stream")
-    parser.add_argument("--sse-gap-ms", type=float, default=1.0,
-                        help="pause between SSE events after the first (0: send the stream at once)")
+    parser.add_argument(
+        "--sse-gap-ms",
+        type=float,
+        default=1.0,
+        help="pause between SSE events after the first (0: send the stream at once)",
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     args = parser.parse_args(argv)
     if not args.no_uvloop:
         try:
             import uvloop
+
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             pass

@@ -69,7 +69,9 @@ class Stockyard:
             self._opened = False
 
     async def _config_event(self, action: str, actor: str, detail: dict[str, Any]) -> None:
-        await self.store.add_event("config", actor, f"pipelines:{self.settings.pipelines}", action, detail)
+        await self.store.add_event(
+            "config", actor, f"pipelines:{self.settings.pipelines}", action, detail
+        )
 
     async def _startup(self) -> None:
         if self.reloader.current is None and not await self.open():
@@ -102,30 +104,51 @@ class Stockyard:
         app.after_serving(self._after_serving)
         guard = self.guard
         app.register_blueprint(records.blueprint(self.store, guard))
-        app.register_blueprint(modules_api.blueprint(
-            self.store, self.services.toggles, self.reloader, self.reloader.reactivate, guard))
+        app.register_blueprint(
+            modules_api.blueprint(
+                self.store, self.services.toggles, self.reloader, self.reloader.reactivate, guard
+            )
+        )
         app.register_blueprint(keys_api.blueprint(self.store, self.services.keys, guard))
         app.register_blueprint(cache_api.blueprint(self.store, self.services, guard))
 
         @app.get("/health")
         async def health() -> Any:
             current = self.reloader.current
-            return jsonify({
-                "status": "ok" if current else "starting",
-                "routes": len(current.generation.routes) if current else 0,
-                "source_hash": current.generation.source_hash if current else None,
-            })
+            return jsonify(
+                {
+                    "status": "ok" if current else "starting",
+                    "routes": len(current.generation.routes) if current else 0,
+                    "source_hash": current.generation.source_hash if current else None,
+                }
+            )
 
         @app.get("/metrics")
         @guard
         async def metrics() -> Any:
             status = self.reloader.status
             extra = {
-                "stockyard_store_queue_depth": ("gauge", "Records waiting for the writer.", self.store.queue_depth()),
-                "stockyard_store_backpressure_total": ("counter", "Times a request waited for room in the writer queue.", self.store.waits),
-                "stockyard_store_failed_batches_total": ("counter", "Batches dropped after write failures.", self.store.failed_batches),
+                "stockyard_store_queue_depth": (
+                    "gauge",
+                    "Records waiting for the writer.",
+                    self.store.queue_depth(),
+                ),
+                "stockyard_store_backpressure_total": (
+                    "counter",
+                    "Times a request waited for room in the writer queue.",
+                    self.store.waits,
+                ),
+                "stockyard_store_failed_batches_total": (
+                    "counter",
+                    "Batches dropped after write failures.",
+                    self.store.failed_batches,
+                ),
                 "stockyard_reloads_total": ("counter", "Pipeline reloads applied.", status.reloads),
-                "stockyard_reload_failures_total": ("counter", "Pipeline reloads rejected.", status.failures),
+                "stockyard_reload_failures_total": (
+                    "counter",
+                    "Pipeline reloads rejected.",
+                    status.failures,
+                ),
             }
             text = self.services.metrics.render(extra)
             return text, 200, {"content-type": "text/plain; version=0.0.4; charset=utf-8"}
@@ -145,11 +168,21 @@ class Stockyard:
         @guard
         async def routes() -> Any:
             current = self.reloader.current
-            items = [] if current is None else [
-                {"name": r.name, "paths": list(r.paths), "models": list(r.models),
-                 "chain": r.chain_text(), "modules": [m.name for m in r.modules], "source": r.source}
-                for r in current.generation.routes
-            ]
+            items = (
+                []
+                if current is None
+                else [
+                    {
+                        "name": r.name,
+                        "paths": list(r.paths),
+                        "models": list(r.models),
+                        "chain": r.chain_text(),
+                        "modules": [m.name for m in r.modules],
+                        "source": r.source,
+                    }
+                    for r in current.generation.routes
+                ]
+            )
             return jsonify({"routes": items})
 
         @app.get("/api/proxy/providers")
@@ -157,12 +190,21 @@ class Stockyard:
         async def providers() -> Any:
             current = self.reloader.current
             breakers = self.services.breakers
-            items = [] if current is None else [
-                {"name": p.name, "kind": p.kind, "protocol": p.protocol,
-                 "base_url": None if p.base_url is None else str(p.base_url),
-                 "api_key": _key_source(p.api_key), "circuit": breakers.state(p.name)}
-                for p in current.generation.providers.values()
-            ]
+            items = (
+                []
+                if current is None
+                else [
+                    {
+                        "name": p.name,
+                        "kind": p.kind,
+                        "protocol": p.protocol,
+                        "base_url": None if p.base_url is None else str(p.base_url),
+                        "api_key": _key_source(p.api_key),
+                        "circuit": breakers.state(p.name),
+                    }
+                    for p in current.generation.providers.values()
+                ]
+            )
             return jsonify({"providers": items})
 
         @app.get("/")

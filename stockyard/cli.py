@@ -74,13 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     ledger_commands = ledger.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     verify = ledger_commands.add_parser("verify", help="check every event's hash and link")
-    verify.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
-    verify.add_argument("--expect-head", metavar="HASH",
-                        help="a head hash exported earlier: fail if it is not in the chain")
+    verify.add_argument(
+        "--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)"
+    )
+    verify.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="a head hash exported earlier: fail if it is not in the chain",
+    )
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(run=_ledger_verify)
     head = ledger_commands.add_parser("head", help="print the head sequence number and hash")
-    head.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    head.add_argument(
+        "--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)"
+    )
     head.set_defaults(run=_ledger_head)
 
     keys = commands.add_parser(
@@ -94,20 +101,36 @@ def _parser() -> argparse.ArgumentParser:
     create = keys_commands.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--project", required=True, help="the project the key spends for")
     create.add_argument("--name", help="a label (default: the project)")
-    create.add_argument("--route", action="append", default=[], metavar="ROUTE",
-                        help="limit the key to this route (repeatable)")
-    create.add_argument("--model", action="append", default=[], metavar="GLOB",
-                        help="limit the key to models matching this pattern (repeatable)")
+    create.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="ROUTE",
+        help="limit the key to this route (repeatable)",
+    )
+    create.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="limit the key to models matching this pattern (repeatable)",
+    )
     create.add_argument("--expires", metavar="DURATION", help="lifetime, e.g. 30d, 12h")
-    create.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    create.add_argument(
+        "--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)"
+    )
     create.set_defaults(run=_keys_create)
     listing = keys_commands.add_parser("list", help="list keys (never the keys themselves)")
-    listing.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    listing.add_argument(
+        "--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)"
+    )
     listing.add_argument("--format", choices=("text", "json"), default="text")
     listing.set_defaults(run=_keys_list)
     revoke = keys_commands.add_parser("revoke", help="revoke a key by its id (key_…)")
     revoke.add_argument("key_id", metavar="KEY_ID")
-    revoke.add_argument("--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)")
+    revoke.add_argument(
+        "--db", default=None, help="database (env STOCKYARD_DB; default ./stockyard.db)"
+    )
     revoke.set_defaults(run=_keys_revoke)
 
     routes = commands.add_parser(
@@ -129,16 +152,31 @@ def _parser() -> argparse.ArgumentParser:
 def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to bind (env STOCKYARD_HOST; default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env STOCKYARD_PORT; default 4200)")
-    parser.add_argument("--pipelines", metavar="PATH",
-                        help="directory or file of .pipe files (env STOCKYARD_PIPELINES; default "
-                        "./pipelines if present, else the shipped default pipeline)")
-    parser.add_argument("--db", metavar="PATH", help="SQLite database (env STOCKYARD_DB; default ./stockyard.db)")
-    parser.add_argument("--max-body", type=int, metavar="BYTES",
-                        help="largest request body accepted (env STOCKYARD_MAX_BODY; default 10 MiB)")
-    parser.add_argument("--demo", action="store_true",
-                        help="serve the offline demo pipeline: the built-in mock provider, no network, no keys")
-    parser.add_argument("--no-watch", action="store_true",
-                        help="do not hot-reload pipelines on change (SIGHUP and the API still reload)")
+    parser.add_argument(
+        "--pipelines",
+        metavar="PATH",
+        help="directory or file of .pipe files (env STOCKYARD_PIPELINES; default "
+        "./pipelines if present, else the shipped default pipeline)",
+    )
+    parser.add_argument(
+        "--db", metavar="PATH", help="SQLite database (env STOCKYARD_DB; default ./stockyard.db)"
+    )
+    parser.add_argument(
+        "--max-body",
+        type=int,
+        metavar="BYTES",
+        help="largest request body accepted (env STOCKYARD_MAX_BODY; default 10 MiB)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve the offline demo pipeline: the built-in mock provider, no network, no keys",
+    )
+    parser.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not hot-reload pipelines on change (SIGHUP and the API still reload)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,10 +200,15 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo and args.pipelines:
         print("stockyard: --demo and --pipelines exclude each other", file=sys.stderr)
         return EXIT_USAGE
-    pipelines = demo_pipelines() if args.demo else (Path(args.pipelines) if args.pipelines else None)
+    pipelines = (
+        demo_pipelines() if args.demo else (Path(args.pipelines) if args.pipelines else None)
+    )
     settings = Settings.from_env(
-        host=args.host, port=args.port, pipelines=pipelines,
-        db=Path(args.db) if args.db else None, max_body=args.max_body,
+        host=args.host,
+        port=args.port,
+        pipelines=pipelines,
+        db=Path(args.db) if args.db else None,
+        max_body=args.max_body,
         watch=False if args.no_watch else None,
     )
     if not settings.pipelines.exists():
@@ -182,16 +225,21 @@ def _ledger_verify(args: argparse.Namespace) -> int:
     from .store.verify import default_progress, verify
 
     try:
-        result = verify(_db_path(args), args.expect_head,
-                        progress=default_progress() if args.format == "text" else None)
+        result = verify(
+            _db_path(args),
+            args.expect_head,
+            progress=default_progress() if args.format == "text" else None,
+        )
     except (FileNotFoundError, sqlite3.Error) as error:
         print(f"stockyard: {error}", file=sys.stderr)
         return EXIT_USAGE
     if args.format == "json":
         print(json.dumps(result, indent=2))
     elif result["valid"]:
-        print(f"ledger valid: {result['events_checked']} events, head {result['head_seq']} "
-              f"{result['head_hash']}")
+        print(
+            f"ledger valid: {result['events_checked']} events, head {result['head_seq']} "
+            f"{result['head_hash']}"
+        )
     else:
         where = f" at event {result['broken_at']}" if result["broken_at"] else ""
         print(f"ledger BROKEN{where}: {result['reason']} ({result['events_checked']} events read)")
@@ -231,13 +279,16 @@ def _keys_create(args: argparse.Namespace) -> int:
         try:
             expires_at = time.time() + float(duration_seconds(args.expires))
         except (AssertionError, KeyError):
-            print(f"stockyard: --expires takes a duration like 30d or 12h, not {args.expires!r}",
-                  file=sys.stderr)
+            print(
+                f"stockyard: --expires takes a duration like 30d or 12h, not {args.expires!r}",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
     actor = f"cli:{getpass.getuser()}"
     with _keys_db(args) as conn:
-        key, record = create_sync(conn, args.project, args.name or args.project, args.route,
-                                  args.model, expires_at, actor)
+        key, record = create_sync(
+            conn, args.project, args.name or args.project, args.route, args.model, expires_at, actor
+        )
     print(key)
     print(f"id {record.id}  project {record.project}  (shown once: store it now)", file=sys.stderr)
     return EXIT_OK

@@ -1,18 +1,18 @@
 """Every error Stockyard raises, in one hierarchy::
 
-    StockyardError
-    ├── ConfigError            pipelines failed to check (carries the diagnostics)
-    ├── GatewayError           an error a client sees, in the OpenAI error shape
-    │   ├── InvalidRequest         400
-    │   ├── AuthenticationFailed   401
-    │   ├── PermissionDenied       403
-    │   ├── NoRoute                404
-    │   ├── PayloadTooLarge        413
-    │   ├── RateLimited            429
-    │   ├── UpstreamError          502
-    │   ├── ServiceUnavailable     503
-    │   └── UpstreamTimeout        504
-    └── UpstreamFailure        one failed attempt at a provider (decides failover)
+StockyardError
+├── ConfigError            pipelines failed to check (carries the diagnostics)
+├── GatewayError           an error a client sees, in the OpenAI error shape
+│   ├── InvalidRequest         400
+│   ├── AuthenticationFailed   401
+│   ├── PermissionDenied       403
+│   ├── NoRoute                404
+│   ├── PayloadTooLarge        413
+│   ├── RateLimited            429
+│   ├── UpstreamError          502
+│   ├── ServiceUnavailable     503
+│   └── UpstreamTimeout        504
+└── UpstreamFailure        one failed attempt at a provider (decides failover)
 """
 
 from __future__ import annotations

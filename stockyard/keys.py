@@ -43,8 +43,19 @@ class ApiKey:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ApiKey:
-        return cls(row[0], row[1], row[2], row[3], row[4], tuple(json.loads(row[5])),
-                   tuple(json.loads(row[6])), row[7], row[8], row[9], row[10])
+        return cls(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            tuple(json.loads(row[5])),
+            tuple(json.loads(row[6])),
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+        )
 
     def state(self, now: float | None = None) -> str:
         if self.revoked_at is not None:
@@ -63,28 +74,59 @@ class ApiKey:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "prefix": self.prefix, "project": self.project, "name": self.name,
-            "routes": list(self.routes), "models": list(self.models),
-            "created_at": self.created_at, "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at, "created_by": self.created_by, "state": self.state(),
+            "id": self.id,
+            "prefix": self.prefix,
+            "project": self.project,
+            "name": self.name,
+            "routes": list(self.routes),
+            "models": list(self.models),
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+            "created_by": self.created_by,
+            "state": self.state(),
         }
 
 
-def new_key_row(project: str, name: str, routes: Sequence[str], models: Sequence[str],
-                expires_at: float | None, actor: str) -> tuple[str, ApiKey]:
+def new_key_row(
+    project: str,
+    name: str,
+    routes: Sequence[str],
+    models: Sequence[str],
+    expires_at: float | None,
+    actor: str,
+) -> tuple[str, ApiKey]:
     key = generate()
     record = ApiKey(
-        id="key_" + secrets.token_hex(8), hash=key_hash(key), prefix=key[: len(PREFIX) + 4],
-        project=project, name=name, routes=tuple(routes), models=tuple(models),
-        created_at=time.time(), expires_at=expires_at, revoked_at=None, created_by=actor,
+        id="key_" + secrets.token_hex(8),
+        hash=key_hash(key),
+        prefix=key[: len(PREFIX) + 4],
+        project=project,
+        name=name,
+        routes=tuple(routes),
+        models=tuple(models),
+        created_at=time.time(),
+        expires_at=expires_at,
+        revoked_at=None,
+        created_by=actor,
     )
     return key, record
 
 
 def _row(record: ApiKey) -> tuple[Any, ...]:
-    return (record.id, record.hash, record.prefix, record.project, record.name,
-            json.dumps(list(record.routes)), json.dumps(list(record.models)), record.created_at,
-            record.expires_at, record.revoked_at, record.created_by)
+    return (
+        record.id,
+        record.hash,
+        record.prefix,
+        record.project,
+        record.name,
+        json.dumps(list(record.routes)),
+        json.dumps(list(record.models)),
+        record.created_at,
+        record.expires_at,
+        record.revoked_at,
+        record.created_by,
+    )
 
 
 _INSERT = f"INSERT INTO api_keys ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"
@@ -92,9 +134,14 @@ _BUMP = "UPDATE versions SET version = version + 1 WHERE name = 'api_keys'"
 
 
 def created_event(record: ApiKey) -> dict[str, Any]:
-    return {"key_id": record.id, "project": record.project, "name": record.name,
-            "routes": list(record.routes), "models": list(record.models),
-            "expires_at": record.expires_at}
+    return {
+        "key_id": record.id,
+        "project": record.project,
+        "name": record.name,
+        "routes": list(record.routes),
+        "models": list(record.models),
+        "expires_at": record.expires_at,
+    }
 
 
 class KeyRing:
@@ -120,8 +167,16 @@ class KeyRing:
     def all(self) -> list[ApiKey]:
         return sorted(self.by_hash.values(), key=lambda k: k.created_at)
 
-    async def create(self, store: Any, project: str, name: str, routes: Sequence[str],
-                     models: Sequence[str], expires_at: float | None, actor: str) -> tuple[str, ApiKey]:
+    async def create(
+        self,
+        store: Any,
+        project: str,
+        name: str,
+        routes: Sequence[str],
+        models: Sequence[str],
+        expires_at: float | None,
+        actor: str,
+    ) -> tuple[str, ApiKey]:
         key, record = new_key_row(project, name, routes, models, expires_at, actor)
 
         async def write(conn: Any) -> None:
@@ -130,7 +185,9 @@ class KeyRing:
 
         await store.call(write)
         self.by_hash[record.hash] = record
-        await store.add_event("admin", actor, f"key:{record.id}", "key.create", created_event(record))
+        await store.add_event(
+            "admin", actor, f"key:{record.id}", "key.create", created_event(record)
+        )
         return key, record
 
     async def revoke(self, store: Any, key_id: str, actor: str) -> ApiKey | None:
@@ -146,17 +203,32 @@ class KeyRing:
             await conn.execute(_BUMP)
 
         await store.call(write)
-        revoked = ApiKey(*(now if f == "revoked_at" else getattr(record, f) for f in record.__dataclass_fields__))
+        revoked = ApiKey(
+            *(now if f == "revoked_at" else getattr(record, f) for f in record.__dataclass_fields__)
+        )
         self.by_hash[record.hash] = revoked
-        await store.add_event("admin", actor, f"key:{key_id}", "key.revoke", {"key_id": key_id, "project": record.project})
+        await store.add_event(
+            "admin",
+            actor,
+            f"key:{key_id}",
+            "key.revoke",
+            {"key_id": key_id, "project": record.project},
+        )
         return revoked
 
 
 # --- the same operations for the CLI, straight on the database file ------------------------
 
 
-def create_sync(conn: sqlite3.Connection, project: str, name: str, routes: Sequence[str],
-                models: Sequence[str], expires_at: float | None, actor: str) -> tuple[str, ApiKey]:
+def create_sync(
+    conn: sqlite3.Connection,
+    project: str,
+    name: str,
+    routes: Sequence[str],
+    models: Sequence[str],
+    expires_at: float | None,
+    actor: str,
+) -> tuple[str, ApiKey]:
     key, record = new_key_row(project, name, routes, models, expires_at, actor)
     conn.execute("BEGIN IMMEDIATE")
     conn.execute(_INSERT, _row(record))
@@ -182,7 +254,16 @@ def revoke_sync(conn: sqlite3.Connection, key_id: str, actor: str) -> ApiKey | N
         now = time.time()
         conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, key_id))
         conn.execute(_BUMP)
-        append_sync(conn, "admin", actor, f"key:{key_id}", "key.revoke", {"key_id": key_id, "project": record.project})
-        record = ApiKey.from_row(conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone())
+        append_sync(
+            conn,
+            "admin",
+            actor,
+            f"key:{key_id}",
+            "key.revoke",
+            {"key_id": key_id, "project": record.project},
+        )
+        record = ApiKey.from_row(
+            conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        )
     conn.commit()
     return record

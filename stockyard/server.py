@@ -29,7 +29,9 @@ def _is_loopback_host(host: str) -> bool:
 
 
 def run(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not _is_loopback_host(settings.host) and not settings.admin_key:
         print(
             f"stockyard: refusing to listen on {settings.host} without an admin key: "
@@ -49,7 +51,10 @@ def run(settings: Settings) -> int:
         print(f"stockyard: cannot open the database {settings.db}: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        print(f"stockyard: cannot listen on {settings.host}:{settings.port}: {error.strerror or error}", file=sys.stderr)
+        print(
+            f"stockyard: cannot listen on {settings.host}:{settings.port}: {error.strerror or error}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -77,7 +82,9 @@ async def _run_server(app: Stockyard, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(app.reloader.reload(force=True, reason="SIGHUP")))
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: loop.create_task(app.reloader.reload(force=True, reason="SIGHUP"))
+    )
 
     async def announce() -> None:
         # Hypercorn binds after the lifespan startup; wait until the app reports ready.

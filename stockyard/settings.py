@@ -45,7 +45,9 @@ class Settings:
         values: dict[str, object] = {
             "host": env.get("STOCKYARD_HOST", DEFAULT_HOST),
             "port": int(env.get("STOCKYARD_PORT", DEFAULT_PORT)),
-            "pipelines": Path(env["STOCKYARD_PIPELINES"]) if env.get("STOCKYARD_PIPELINES") else None,
+            "pipelines": Path(env["STOCKYARD_PIPELINES"])
+            if env.get("STOCKYARD_PIPELINES")
+            else None,
             "db": Path(env.get("STOCKYARD_DB", "stockyard.db")),
             "max_body": int(env.get("STOCKYARD_MAX_BODY", DEFAULT_MAX_BODY)),
             "grace": float(env.get("STOCKYARD_GRACE", DEFAULT_GRACE)),

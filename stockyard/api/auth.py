@@ -22,18 +22,28 @@ def is_loopback(address: str | None) -> bool:
 
 
 def api_error(status: int, message: str, code: str | None = None) -> Any:
-    kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-            404: "not_found_error"}.get(status, "api_error")
-    return jsonify({"error": {"message": message, "type": kind, "code": code, "param": None}}), status
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+    }.get(status, "api_error")
+    return jsonify(
+        {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    ), status
 
 
-def admin_guard(admin_key: str | None) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+def admin_guard(
+    admin_key: str | None,
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     def decorate(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @wraps(view)
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             if admin_key is None:
                 if not is_loopback(request.remote_addr):
-                    return api_error(403, "the admin API serves loopback callers only (no admin key is set)")
+                    return api_error(
+                        403, "the admin API serves loopback callers only (no admin key is set)"
+                    )
                 g.actor = "admin:loopback"
                 return await view(*args, **kwargs)
             given = request.headers.get("x-admin-key") or ""
@@ -41,7 +51,9 @@ def admin_guard(admin_key: str | None) -> Callable[[Callable[..., Awaitable[Any]
             if not given and auth[:7].lower() == "bearer ":
                 given = auth[7:].strip()
             if not given:
-                return api_error(401, "admin key required: send Authorization: Bearer <key> or X-Admin-Key")
+                return api_error(
+                    401, "admin key required: send Authorization: Bearer <key> or X-Admin-Key"
+                )
             if not hmac.compare_digest(given.encode(), admin_key.encode()):
                 return api_error(403, "wrong admin key")
             g.actor = "admin"

@@ -49,14 +49,27 @@ def blueprint(store: Store, keys: KeyRing, guard: Any) -> Blueprint:
         expires_at = body.get("expires_at")
         expires_in = body.get("expires_in")
         if expires_in is not None:
-            if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
+            if (
+                not isinstance(expires_in, int | float)
+                or isinstance(expires_in, bool)
+                or expires_in <= 0
+            ):
                 return api_error(400, "`expires_in` must be a positive number of seconds")
             expires_at = time.time() + expires_in
-        if expires_at is not None and (not isinstance(expires_at, int | float) or isinstance(expires_at, bool)):
+        if expires_at is not None and (
+            not isinstance(expires_at, int | float) or isinstance(expires_at, bool)
+        ):
             return api_error(400, "`expires_at` must be a Unix time")
-        key, record = await keys.create(store, project.strip(), name, routes, models, expires_at, g.actor)  # type: ignore[arg-type]
-        return jsonify({"key": key, **record.to_json(),
-                        "note": "this is the only time the key is shown; store it now"}), 201
+        key, record = await keys.create(
+            store, project.strip(), name, routes, models, expires_at, g.actor
+        )  # type: ignore[arg-type]
+        return jsonify(
+            {
+                "key": key,
+                **record.to_json(),
+                "note": "this is the only time the key is shown; store it now",
+            }
+        ), 201
 
     @bp.delete("/api/keys/<key_id>")
     @guard

@@ -23,27 +23,45 @@ def _describe(name: str, toggles: Toggles, reloader: Reloader) -> dict[str, Any]
         config = next((m for m in route.modules if m.name == name), None)
         override, source = toggles.override_for(name, route.name)
         if config is None:
-            routes.append({"route": route.name, "declared": False, "effective": {"enabled": False},
-                           "source": "pipeline", "override": override.to_json() if override else None})
+            routes.append(
+                {
+                    "route": route.name,
+                    "declared": False,
+                    "effective": {"enabled": False},
+                    "source": "pipeline",
+                    "override": override.to_json() if override else None,
+                }
+            )
             continue
         declared_anywhere = True
         enabled, params, source = toggles.effective(route.name, config)
-        routes.append({
-            "route": route.name,
-            "declared": True,
-            "compiled": {"enabled": True, "params": _jsonable(config.params)},
-            "override": override.to_json() if override else None,
-            "effective": {"enabled": enabled, "params": _jsonable(params)},
-            "source": source,
-        })
+        routes.append(
+            {
+                "route": route.name,
+                "declared": True,
+                "compiled": {"enabled": True, "params": _jsonable(config.params)},
+                "override": override.to_json() if override else None,
+                "effective": {"enabled": enabled, "params": _jsonable(params)},
+                "source": source,
+            }
+        )
     route_names = {r.name for r in current.generation.routes} if current else set()
-    stale = [o.to_json() | {"problem": f"route `{o.route}` no longer exists"}
-             for (m, r), o in toggles.overrides.items() if m == name and r and r not in route_names]
+    stale = [
+        o.to_json() | {"problem": f"route `{o.route}` no longer exists"}
+        for (m, r), o in toggles.overrides.items()
+        if m == name and r and r not in route_names
+    ]
     return {
         "name": name,
         "doc": spec.doc,
-        "params": {p: {"doc": v.doc, "type": v.type.words,
-                       "default": None if v.required else _jsonable(v.default)} for p, v in spec.params.items()},
+        "params": {
+            p: {
+                "doc": v.doc,
+                "type": v.type.words,
+                "default": None if v.required else _jsonable(v.default),
+            }
+            for p, v in spec.params.items()
+        },
         "declared": declared_anywhere,
         "routes": routes,
         "stale_overrides": stale,
@@ -62,8 +80,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def blueprint(store: Store, toggles: Toggles, reloader: Reloader,
-              rebuild: Callable[[], Awaitable[None]], guard: Any) -> Blueprint:
+def blueprint(
+    store: Store,
+    toggles: Toggles,
+    reloader: Reloader,
+    rebuild: Callable[[], Awaitable[None]],
+    guard: Any,
+) -> Blueprint:
     bp = Blueprint("modules", __name__)
 
     @bp.get("/api/proxy/modules")
@@ -85,7 +108,9 @@ def blueprint(store: Store, toggles: Toggles, reloader: Reloader,
             return api_error(404, f"unknown module `{name}`; modules: {', '.join(REGISTRY)}")
         body = await request.get_json(silent=True)
         if not isinstance(body, dict):
-            return api_error(400, 'send a JSON object: {"enabled": false, "params": {…}, "route": "…"}')
+            return api_error(
+                400, 'send a JSON object: {"enabled": false, "params": {…}, "route": "…"}'
+            )
         unknown = set(body) - {"enabled", "params", "route"}
         if unknown:
             return api_error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -106,8 +131,11 @@ def blueprint(store: Store, toggles: Toggles, reloader: Reloader,
             return api_error(404, f"unknown route `{route}`; routes: {', '.join(routes) or 'none'}")
         declaring = [r for r in routes.values() if any(m.name == name for m in r.modules)]
         if route and not any(r.name == route for r in declaring):
-            return api_error(400, f"route `{route}` does not declare module `{name}`; "
-                             "add it to the route's `modules` in the .pipe file")
+            return api_error(
+                400,
+                f"route `{route}` does not declare module `{name}`; "
+                "add it to the route's `modules` in the .pipe file",
+            )
         if not declaring:
             return api_error(400, f"no route declares module `{name}`")
         if params:
@@ -119,16 +147,35 @@ def blueprint(store: Store, toggles: Toggles, reloader: Reloader,
                 if problems:
                     break
             if problems:
-                return jsonify({"error": {"message": problems[0]["message"], "type": "invalid_request_error",
-                                          "code": problems[0]["code"], "param": problems[0]["param"]},
-                                "diagnostics": problems}), 400
+                return jsonify(
+                    {
+                        "error": {
+                            "message": problems[0]["message"],
+                            "type": "invalid_request_error",
+                            "code": problems[0]["code"],
+                            "param": problems[0]["param"],
+                        },
+                        "diagnostics": problems,
+                    }
+                ), 400
         previous, _ = toggles.override_for(name, route)
         override = await toggles.put(store, name, route, enabled, params, g.actor)
-        await store.add_event("admin", g.actor, f"module:{name}", "module.override",
-                              {"route": route or None, "enabled": enabled, "params": params,
-                               "previous": previous.to_json() if previous and previous.route == route else None})
+        await store.add_event(
+            "admin",
+            g.actor,
+            f"module:{name}",
+            "module.override",
+            {
+                "route": route or None,
+                "enabled": enabled,
+                "params": params,
+                "previous": previous.to_json() if previous and previous.route == route else None,
+            },
+        )
         await rebuild()
-        return jsonify({"override": override.to_json(), "module": _describe(name, toggles, reloader)})
+        return jsonify(
+            {"override": override.to_json(), "module": _describe(name, toggles, reloader)}
+        )
 
     @bp.delete("/api/proxy/modules/<name>")
     @guard
@@ -140,8 +187,13 @@ def blueprint(store: Store, toggles: Toggles, reloader: Reloader,
         if removed is None:
             where = f"route `{route}`" if route else "all routes"
             return api_error(404, f"no override of `{name}` for {where}")
-        await store.add_event("admin", g.actor, f"module:{name}", "module.reset",
-                              {"route": route or None, "removed": removed.to_json()})
+        await store.add_event(
+            "admin",
+            g.actor,
+            f"module:{name}",
+            "module.reset",
+            {"route": route or None, "removed": removed.to_json()},
+        )
         await rebuild()
         return jsonify({"removed": removed.to_json(), "module": _describe(name, toggles, reloader)})
 

@@ -71,7 +71,9 @@ def blueprint(store: Store, guard: Any) -> Blueprint:
         rows = await store.query(sql + " ORDER BY id DESC LIMIT ?", [*params, limit + 1])
         more = len(rows) > limit
         items = [trace_json(r) for r in rows[:limit]]
-        return jsonify({"traces": items, "count": len(items), "next": items[-1]["id"] if more else None})
+        return jsonify(
+            {"traces": items, "count": len(items), "next": items[-1]["id"] if more else None}
+        )
 
     @bp.get("/api/lookout/traces/<trace_id>")
     @guard
@@ -90,7 +92,9 @@ def blueprint(store: Store, guard: Any) -> Blueprint:
         group_by = [g for g in request.args.get("group_by", "day").split(",") if g]
         unknown = [g for g in group_by if g not in GROUPS]
         if unknown:
-            return api_error(400, f"cannot group by {unknown[0]!r}; choose from {', '.join(GROUPS)}")
+            return api_error(
+                400, f"cannot group by {unknown[0]!r}; choose from {', '.join(GROUPS)}"
+            )
         columns = ", ".join(group_by)
         select = (columns + ", ") if group_by else ""
         sql = (
@@ -114,8 +118,15 @@ def blueprint(store: Store, guard: Any) -> Blueprint:
             cost = data.pop("cost_pico") or 0
             data["cost"] = None if data["unpriced"] == data["requests"] else dollars_text(cost)
             items.append(data)
-        return jsonify({"days": int(days), "group_by": group_by, "rows": items,
-                        "total_cost": dollars_text(total), "unpriced": unpriced})
+        return jsonify(
+            {
+                "days": int(days),
+                "group_by": group_by,
+                "rows": items,
+                "total_cost": dollars_text(total),
+                "unpriced": unpriced,
+            }
+        )
 
     @bp.get("/api/brand/ledger")
     @guard
@@ -134,7 +145,9 @@ def blueprint(store: Store, guard: Any) -> Blueprint:
         rows = await store.query(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit + 1])
         more = len(rows) > limit
         events = [row_to_event(tuple(r)) for r in rows[:limit]]
-        return jsonify({"events": events, "count": len(events), "next": events[-1]["seq"] if more else None})
+        return jsonify(
+            {"events": events, "count": len(events), "next": events[-1]["seq"] if more else None}
+        )
 
     async def verify() -> Any:
         expect = request.args.get("expect_head") or None

@@ -36,8 +36,9 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
 
     async def record(ctx: RequestContext) -> None:
         actor = f"key:{ctx.key_id}" if ctx.key_id else f"project:{ctx.project}"
-        await store.add_event("request", actor, f"route:{ctx.route.name}", f"POST {ctx.path}",
-                              request_event(ctx))
+        await store.add_event(
+            "request", actor, f"route:{ctx.route.name}", f"POST {ctx.path}", request_event(ctx)
+        )
 
     async def audit(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
         ctx.recorders.append(record)

@@ -26,6 +26,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+
 class Gateway:
     def __init__(
         self, current: Callable[[], ActiveGeneration | None], max_body: int, services: Any = None
@@ -73,7 +74,9 @@ class Gateway:
     ) -> tuple[RequestContext, ActiveGeneration]:
         if scope["method"] != "POST":
             raise GatewayError(
-                f"{scope['path']} takes POST", status=405, code="method_not_allowed",
+                f"{scope['path']} takes POST",
+                status=405,
+                code="method_not_allowed",
                 headers={"allow": "POST"},
             )
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -82,7 +85,9 @@ class Gateway:
         path = scope["path"]
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise InvalidRequest("`model` is required and must be a non-empty string", param="model")
+            raise InvalidRequest(
+                "`model` is required and must be a non-empty string", param="model"
+            )
         active = self.current()
         if active is None:
             raise GatewayError("no pipeline is loaded", status=503, code="not_ready")
@@ -92,9 +97,18 @@ class Gateway:
             raise _no_route(generation, path, model)
         client = scope.get("client") or ("", 0)
         ctx = RequestContext(
-            id=trace_id, method="POST", path=path, headers=headers, client_ip=client[0] or "",
-            raw_body=raw, body=body, generation=generation, route=route, model=model,
-            stream=body.get("stream") is True, started=started,
+            id=trace_id,
+            method="POST",
+            path=path,
+            headers=headers,
+            client_ip=client[0] or "",
+            raw_body=raw,
+            body=body,
+            generation=generation,
+            route=route,
+            model=model,
+            stream=body.get("stream") is True,
+            started=started,
         )
         ctx.project = headers.get("x-stockyard-project") or "default"
         return ctx, active
@@ -148,7 +162,8 @@ class Gateway:
             log.exception("request %s failed inside the gateway", ctx.id)
             ctx.status = 500
             await _send_error(
-                send, GatewayError("internal gateway error; see the gateway log", code="internal_error"),
+                send,
+                GatewayError("internal gateway error; see the gateway log", code="internal_error"),
                 _headers(ctx),
             )
             return
@@ -239,17 +254,21 @@ def _no_route(generation: Any, path: str, model: str) -> NoRoute:
     on_path = [r for r in generation.routes if path in r.paths]
     if on_path:
         served = "; ".join(f"`{r.name}` ({', '.join(r.models) or '*'})" for r in on_path)
-        return NoRoute(f"no route serves model `{model}` on {path}; routes here: {served}", param="model")
+        return NoRoute(
+            f"no route serves model `{model}` on {path}; routes here: {served}", param="model"
+        )
     names = ", ".join(f"`{r.name}`" for r in generation.routes) or "none"
     return NoRoute(f"no route serves {path} (model `{model}`); routes: {names}")
 
 
 async def _start(send: Send, status: int, headers: dict[str, str]) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        }
+    )
 
 
 async def _send_json(send: Send, status: int, payload: Any, headers: dict[str, str]) -> None:

@@ -56,10 +56,18 @@ class Metrics:
             out.append(f"# HELP {name} {help_text}")
             out.append(f"# TYPE {name} {kind}")
 
-        family("stockyard_requests_total", "counter", "Requests served, by route, provider and status.")
+        family(
+            "stockyard_requests_total", "counter", "Requests served, by route, provider and status."
+        )
         for (route, provider, status), n in sorted(self.requests.items()):
-            out.append(f'stockyard_requests_total{{route="{_esc(route)}",provider="{_esc(provider)}",status="{status}"}} {n}')
-        family("stockyard_errors_total", "counter", "Requests that ended in an error, by route and status.")
+            out.append(
+                f'stockyard_requests_total{{route="{_esc(route)}",provider="{_esc(provider)}",status="{status}"}} {n}'
+            )
+        family(
+            "stockyard_errors_total",
+            "counter",
+            "Requests that ended in an error, by route and status.",
+        )
         for (route, status), n in sorted(self.errors.items()):
             out.append(f'stockyard_errors_total{{route="{_esc(route)}",status="{status}"}} {n}')
         family("stockyard_tokens_total", "counter", "Tokens, by route and kind.")
@@ -71,7 +79,11 @@ class Metrics:
         family("stockyard_cache_hits_total", "counter", "Requests answered from the cache.")
         for route, n in sorted(self.cache_hits.items()):
             out.append(f'stockyard_cache_hits_total{{route="{_esc(route)}"}} {n}')
-        family("stockyard_request_duration_seconds", "histogram", "Request latency, first byte in to last byte out.")
+        family(
+            "stockyard_request_duration_seconds",
+            "histogram",
+            "Request latency, first byte in to last byte out.",
+        )
         cumulative = 0
         for bound, n in zip(LATENCY_BUCKETS, self.latency_counts, strict=False):
             cumulative += n

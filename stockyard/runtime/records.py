@@ -90,10 +90,22 @@ async def _count_spend(ctx: RequestContext, services: Any) -> None:
         return
     pico = to_pico(ctx.cost) if ctx.cost is not None else 0
     day = utc_day(ctx.started_at)
-    key = (day, ctx.project, ctx.key_id or "", ctx.route.name, ctx.served_model or ctx.model,
-           ctx.provider or "")
+    key = (
+        day,
+        ctx.project,
+        ctx.key_id or "",
+        ctx.route.name,
+        ctx.served_model or ctx.model,
+        ctx.provider or "",
+    )
     usage = ctx.usage
-    values = (1, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, pico,
-              1 if ctx.cost is None else 0)
+    values = (
+        1,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        pico,
+        1 if ctx.cost is None else 0,
+    )
     store.spend.add(day, ctx.project, ctx.key_id or "", ctx.route.name, pico)
     await store.add_spend(key, values)

@@ -46,7 +46,9 @@ def breakers_from_env() -> Breakers:
             f"number of seconds (or a duration like 500ms): {error}"
         ) from None
     if threshold < 1 or cooldown < 0:
-        raise ValueError("STOCKYARD_BREAKER_THRESHOLD must be >= 1 and STOCKYARD_BREAKER_COOLDOWN >= 0")
+        raise ValueError(
+            "STOCKYARD_BREAKER_THRESHOLD must be >= 1 and STOCKYARD_BREAKER_COOLDOWN >= 0"
+        )
     return Breakers(threshold, cooldown)
 
 

@@ -16,7 +16,9 @@ def event(data: bytes) -> bytes:
 
 def error_event(message: str, type_: str = "upstream_error", code: str | None = None) -> bytes:
     """The event that ends a stream that failed after its first byte (never a fake [DONE])."""
-    return event(orjson.dumps({"error": {"message": message, "type": type_, "code": code, "param": None}}))
+    return event(
+        orjson.dumps({"error": {"message": message, "type": type_, "code": code, "param": None}})
+    )
 
 
 class EventSplitter:

@@ -55,22 +55,39 @@ def check_params(
         if param is None:
             from ..dsl.suggest import did_you_mean
 
-            problems.append({"code": "SY203", "param": name,
-                             "message": f"unknown parameter `{name}` for module `{spec.name}`",
-                             "help": did_you_mean(name, spec.params)
-                             or f"parameters: {', '.join(spec.params) or 'none'}"})
+            problems.append(
+                {
+                    "code": "SY203",
+                    "param": name,
+                    "message": f"unknown parameter `{name}` for module `{spec.name}`",
+                    "help": did_you_mean(name, spec.params)
+                    or f"parameters: {', '.join(spec.params) or 'none'}",
+                }
+            )
             continue
         try:
             typed[name] = param.type.from_json(value)
         except ValueProblem as problem:
-            problems.append({"code": problem.code, "param": name,
-                             "message": f"`{name}`: {problem.message}", "help": problem.help})
+            problems.append(
+                {
+                    "code": problem.code,
+                    "param": name,
+                    "message": f"`{name}`: {problem.message}",
+                    "help": problem.help,
+                }
+            )
     if not problems and spec.validate is not None:
         defaults = {n: p.default for n, p in spec.params.items() if not p.required}
         merged = defaults | dict(base or {}) | typed
         for problem in spec.validate(merged):
-            problems.append({"code": problem.code, "param": None, "message": problem.message,
-                             "help": problem.help})
+            problems.append(
+                {
+                    "code": problem.code,
+                    "param": None,
+                    "message": problem.message,
+                    "help": problem.help,
+                }
+            )
     return typed, problems
 
 
@@ -90,8 +107,14 @@ class Toggles:
             "SELECT module, route, enabled, params, updated_at, actor FROM module_overrides"
         )
         self.overrides = {
-            (r[0], r[1]): Override(r[0], r[1], None if r[2] is None else bool(r[2]),
-                                   None if r[3] is None else json.loads(r[3]), r[4], r[5])
+            (r[0], r[1]): Override(
+                r[0],
+                r[1],
+                None if r[2] is None else bool(r[2]),
+                None if r[3] is None else json.loads(r[3]),
+                r[4],
+                r[5],
+            )
             for r in rows
         }
         self.version = version
@@ -121,8 +144,15 @@ class Toggles:
                     params.update(typed)
         return enabled, params, source
 
-    async def put(self, store: Store, module: str, route: str, enabled: bool | None,
-                  params: Mapping[str, Any] | None, actor: str) -> Override:
+    async def put(
+        self,
+        store: Store,
+        module: str,
+        route: str,
+        enabled: bool | None,
+        params: Mapping[str, Any] | None,
+        actor: str,
+    ) -> Override:
         now = time.time()
 
         async def write(conn: Any) -> None:
@@ -131,10 +161,18 @@ class Toggles:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (module, route) DO UPDATE SET "
                 "enabled = excluded.enabled, params = excluded.params, "
                 "updated_at = excluded.updated_at, actor = excluded.actor",
-                (module, route, None if enabled is None else int(enabled),
-                 None if params is None else json.dumps(params, sort_keys=True), now, actor),
+                (
+                    module,
+                    route,
+                    None if enabled is None else int(enabled),
+                    None if params is None else json.dumps(params, sort_keys=True),
+                    now,
+                    actor,
+                ),
             )
-            await conn.execute("UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'")
+            await conn.execute(
+                "UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'"
+            )
 
         await store.call(write)
         override = Override(module, route, enabled, params, now, actor)
@@ -143,8 +181,12 @@ class Toggles:
 
     async def delete(self, store: Store, module: str, route: str) -> Override | None:
         async def write(conn: Any) -> None:
-            await conn.execute("DELETE FROM module_overrides WHERE module = ? AND route = ?", (module, route))
-            await conn.execute("UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'")
+            await conn.execute(
+                "DELETE FROM module_overrides WHERE module = ? AND route = ?", (module, route)
+            )
+            await conn.execute(
+                "UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'"
+            )
 
         previous = self.overrides.pop((module, route), None)
         if previous is not None:

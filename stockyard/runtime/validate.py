@@ -38,5 +38,7 @@ def validate(ctx: RequestContext) -> None:
         # bool is an int in Python; only `stream` may be a boolean
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise InvalidRequest(f"`{name}` must be {words}", param=name)
-    if ctx.path == "/v1/chat/completions" and not all(isinstance(m, dict) for m in body["messages"]):
+    if ctx.path == "/v1/chat/completions" and not all(
+        isinstance(m, dict) for m in body["messages"]
+    ):
         raise InvalidRequest("every item of `messages` must be an object", param="messages")

@@ -30,7 +30,14 @@ TRACE_COLUMNS = (
     "notes", "request_body", "response_body",
 )  # fmt: skip
 SPEND_KEY = ("day", "project", "key_id", "route", "model", "provider")
-SPEND_VALUES = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_pico", "unpriced")
+SPEND_VALUES = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_pico",
+    "unpriced",
+)
 
 _INSERT_TRACE = f"INSERT OR REPLACE INTO traces ({', '.join(TRACE_COLUMNS)}) VALUES ({', '.join('?' * len(TRACE_COLUMNS))})"
 _UPSERT_SPEND = (
@@ -40,10 +47,17 @@ _UPSERT_SPEND = (
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in SPEND_VALUES)
 )
 # Errors caused by a record's content, not by the database's state.
-_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
-                sqlite3.DataError, OverflowError)
+_DATA_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    OverflowError,
+)
 
-_INSERT_EVENT = f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_INSERT_EVENT = (
+    f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
 
 
 class SchemaTooNew(RuntimeError):
@@ -126,7 +140,9 @@ class Store:
         await self._reader.execute("PRAGMA busy_timeout=5000")
         # Set once: readers share this connection, so a per-query switch would race.
         self._reader.row_factory = sqlite3.Row
-        async with self._writer.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1") as cursor:
+        async with self._writer.execute(
+            "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1"
+        ) as cursor:
             row = await cursor.fetchone()
         if row:
             self.chain = Chain(row[0], row[1])
@@ -303,14 +319,17 @@ class Store:
         async with conn.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
-    async def verify_ledger(self, expect_head: str | None = None, page: int = 2000) -> dict[str, Any]:
+    async def verify_ledger(
+        self, expect_head: str | None = None, page: int = 2000
+    ) -> dict[str, Any]:
         verifier = Verifier(expect_head=expect_head)
         last = 0
         conn = self._reader
         assert conn is not None
         while True:
             async with conn.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, page)
+                f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, page),
             ) as cursor:
                 rows = await cursor.fetchall()
             if not rows:

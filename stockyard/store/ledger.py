@@ -48,8 +48,17 @@ def _event_text(
             f'"resource":{enc(resource)},"seq":{seq},"ts":{enc(ts)},"type":{enc(type_)}}}'
         )
     detail = json.loads(detail_text)
-    return _CANONICAL.encode({"seq": seq, "ts": ts, "type": type_, "actor": actor,
-                              "resource": resource, "action": action, "detail": detail})
+    return _CANONICAL.encode(
+        {
+            "seq": seq,
+            "ts": ts,
+            "type": type_,
+            "actor": actor,
+            "resource": resource,
+            "action": action,
+            "detail": detail,
+        }
+    )
 
 
 def _digest(prev_hash: str, text: str) -> str:
@@ -67,13 +76,22 @@ class Chain:
     seq: int = 0
     hash: str = GENESIS
 
-    def append(self, type_: str, actor: str, resource: str, action: str, detail: dict[str, Any],
-               ts: str | None = None) -> tuple[Any, ...]:
+    def append(
+        self,
+        type_: str,
+        actor: str,
+        resource: str,
+        action: str,
+        detail: dict[str, Any],
+        ts: str | None = None,
+    ) -> tuple[Any, ...]:
         """Link a new event after the head; returns the row to insert."""
         seq = self.seq + 1
         ts = ts or now_iso()
         detail_text = _CANONICAL.encode(detail)
-        digest = _digest(self.hash, _event_text(seq, ts, type_, actor, resource, action, detail_text))
+        digest = _digest(
+            self.hash, _event_text(seq, ts, type_, actor, resource, action, detail_text)
+        )
         row = (seq, ts, type_, actor, resource, action, detail_text, self.hash, digest)
         self.seq, self.hash = seq, digest
         return row
@@ -82,8 +100,15 @@ class Chain:
 def row_to_event(row: tuple[Any, ...]) -> dict[str, Any]:
     seq, ts, type_, actor, resource, action, detail, prev_hash, digest = row
     return {
-        "seq": seq, "ts": ts, "type": type_, "actor": actor, "resource": resource,
-        "action": action, "detail": json.loads(detail), "prev_hash": prev_hash, "hash": digest,
+        "seq": seq,
+        "ts": ts,
+        "type": type_,
+        "actor": actor,
+        "resource": resource,
+        "action": action,
+        "detail": json.loads(detail),
+        "prev_hash": prev_hash,
+        "hash": digest,
     }
 
 
@@ -106,7 +131,9 @@ class Verifier:
         seq, ts, type_, actor, resource, action, detail, prev_hash, digest = row
         self.checked += 1
         if seq != self.expected_seq:
-            return self._break(self.expected_seq, f"event {self.expected_seq} is missing (next is {seq})")
+            return self._break(
+                self.expected_seq, f"event {self.expected_seq} is missing (next is {seq})"
+            )
         if prev_hash != self.prev_hash:
             return self._break(seq, "prev_hash does not match the previous event's hash")
         try:
@@ -116,7 +143,10 @@ class Verifier:
         if not isinstance(detail, str) or _CANONICAL.encode(detail_obj) != detail:
             # the writer stores canonical JSON: any other spelling was edited after the fact
             return self._break(seq, "detail is not in the canonical form it was written in")
-        if _digest(prev_hash, _event_text(seq, ts, type_, actor, resource, action, detail)) != digest:
+        if (
+            _digest(prev_hash, _event_text(seq, ts, type_, actor, resource, action, detail))
+            != digest
+        ):
             return self._break(seq, "hash does not match the event's content")
         if self.expect_head is not None and digest == self.expect_head:
             self.head_found = True
@@ -132,7 +162,10 @@ class Verifier:
         valid = self.broken_at is None
         reason = self.reason
         if valid and self.expect_head is not None and not self.head_found:
-            valid, reason = False, "the expected head hash is not in the chain (truncated or rewritten)"
+            valid, reason = (
+                False,
+                "the expected head hash is not in the chain (truncated or rewritten)",
+            )
         return {
             "valid": valid,
             "events_checked": self.checked,
@@ -143,8 +176,9 @@ class Verifier:
         }
 
 
-def append_sync(conn: Any, type_: str, actor: str, resource: str, action: str,
-                detail: dict[str, Any]) -> tuple[Any, ...]:
+def append_sync(
+    conn: Any, type_: str, actor: str, resource: str, action: str, detail: dict[str, Any]
+) -> tuple[Any, ...]:
     """Append one event from another process (the CLI), safely against a running gateway.
 
     The caller must have begun an IMMEDIATE transaction and commits it.
@@ -152,5 +186,7 @@ def append_sync(conn: Any, type_: str, actor: str, resource: str, action: str,
     row = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     chain = Chain(row[0], row[1]) if row else Chain()
     event = chain.append(type_, actor, resource, action, detail)
-    conn.execute(f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", event)
+    conn.execute(
+        f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", event
+    )
     return event

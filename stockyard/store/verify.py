@@ -22,15 +22,17 @@ def head(path: Path) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def verify(path: Path, expect_head: str | None = None, progress: TextIO | None = None,
-           page: int = 5000) -> dict[str, Any]:
+def verify(
+    path: Path, expect_head: str | None = None, progress: TextIO | None = None, page: int = 5000
+) -> dict[str, Any]:
     verifier = Verifier(expect_head=expect_head)
     with open_readonly(path) as conn:
         total = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
         last = 0
         while True:
             rows = conn.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, page)
+                f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, page),
             ).fetchall()
             if not rows:
                 break
