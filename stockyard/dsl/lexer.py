@@ -16,7 +16,8 @@ that a syntax error can name the block or bracket that was never closed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lark import Token
@@ -30,6 +31,7 @@ CONTINUES_LINE = frozenset({"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"})
 OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
 CLOSERS = frozenset(OPENERS.values())
 
+BLANKS = "[ \t\x0c]+"  # the grammar's `%ignore /[ \t\f]+/`, as Lark writes it
 MAX_NESTING = 32  # brackets inside brackets; real pipelines use three or four
 
 
@@ -58,6 +60,22 @@ class PipeLexer(BasicLexer):
         self.line_tokens: list[Token] = []
         self._previous: Token | None = None
         self._last: Token | None = None
+        self._match: Callable[[str, int, int], re.Match[str] | None] | None = None
+
+    def _compile(self) -> Callable[[str, int, int], re.Match[str] | None]:
+        """Lark's combined expression, with blanks skipped in the same match: a third of the
+        matches in a pipeline are the spaces between tokens. No terminal starts with a blank,
+        so skipping them first is what the blank terminal did."""
+        scanner = self.scanner
+        if len(scanner._mres) != 1 or self.callback:
+            # The pipe grammar needs neither; a grammar that does would lex differently here.
+            raise AssertionError("the pipe lexer expects one regular expression, no callbacks")
+        combined = scanner._mres[0]
+        if not any(
+            t.name in self.ignore_types and t.pattern.to_regexp() == BLANKS for t in self.terminals
+        ):
+            return combined.match
+        return re.compile(f"{BLANKS[:-1]}*(?:{combined.pattern})", combined.flags).match
 
     @property
     def recent(self) -> list[Token]:
@@ -69,10 +87,9 @@ class PipeLexer(BasicLexer):
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
         scanner = self.scanner
-        if len(scanner._mres) != 1 or self.callback:
-            # The pipe grammar needs neither; a grammar that does would lex differently here.
-            raise AssertionError("the pipe lexer expects one regular expression, no callbacks")
-        match = scanner._mres[0].match
+        match = self._match
+        if match is None:
+            match = self._match = self._compile()
         ignored = self.ignore_types
         multiline = self.newline_types
         new_token = str.__new__
@@ -103,10 +120,10 @@ class PipeLexer(BasicLexer):
                     terminals_by_name=self.terminals_by_name,
                 )
             kind = m.lastgroup
-            start, pos = pos, m.end()
+            start, pos = m.span(kind)
             start_line, column = line, start - line_start + 1
             if kind in multiline:
-                value = m.group()
+                value = m.group(kind)
                 newlines = value.count("\n")
                 if newlines:
                     line += newlines
@@ -117,7 +134,7 @@ class PipeLexer(BasicLexer):
                 if brackets or previous_kind in CONTINUES_LINE:
                     continue
                 self.line_tokens = line_tokens = []
-            value = m.group()
+            value = m.group(kind)
             token = new_token(Token, value)
             token.type = kind  # type: ignore[misc]
             token.value = value
