@@ -26,7 +26,7 @@ from stockyard.runtime.context import RequestContext, new_trace_id
 from stockyard.runtime.pipeline import activate
 from stockyard.runtime.records import finish
 from stockyard.runtime.services import Services
-from stockyard.store import Store
+from stockyard.store.database import Store
 
 MODULE_SETS = {
     "none": "",

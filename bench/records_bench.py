@@ -279,7 +279,7 @@ def micro(requests: int) -> dict[str, float]:
     from stockyard.runtime.pipeline import activate, build_module
     from stockyard.runtime.records import finish
     from stockyard.runtime.services import Services
-    from stockyard.store import Store
+    from stockyard.store.database import Store
 
     async def one(modules: str, workdir: Path) -> float:
         result = check({"bench.pipe": pipeline(9, modules)}, CheckOptions(check_env=False))

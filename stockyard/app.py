@@ -22,7 +22,7 @@ from .runtime.gateway import Gateway
 from .runtime.reloader import Reloader
 from .runtime.services import Services
 from .settings import Settings
-from .store import Store
+from .store.database import Store
 
 log = logging.getLogger("stockyard")
 

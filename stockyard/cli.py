@@ -264,7 +264,7 @@ def _ledger_head(args: argparse.Namespace) -> int:
 
 
 def _keys_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .store import connect_sync
+    from .store.database import connect_sync
 
     return connect_sync(_db_path(args))
 

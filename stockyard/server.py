@@ -14,7 +14,7 @@ from hypercorn.config import Config
 
 from .app import Stockyard
 from .settings import Settings
-from .store import SchemaTooNew
+from .store.database import SchemaTooNew
 
 log = logging.getLogger("stockyard")
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from stockyard.cli import main as cli_main
-from stockyard.store import connect_sync
+from stockyard.store.database import connect_sync
 from stockyard.store.ledger import COLUMNS, GENESIS, Chain, Verifier, canonical, event_hash
 from stockyard.store.verify import head as cli_head
 from stockyard.store.verify import verify as file_verify

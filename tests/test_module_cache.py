@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from stockyard.modules.cache import CacheState, Entry, cache_key
-from stockyard.store import Store
+from stockyard.store.database import Store
 
 from .fake_providers import FakeAnthropic, Say
 from .harness import Behaviour, Gateway, Upstream, provider

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from stockyard.store import Store
+from stockyard.store.database import Store
 
 from .harness import REPO, Gateway
 from .test_records_support import get

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from stockyard.store import TRACE_COLUMNS, Store, connect_sync, migrate
+from stockyard.store.database import TRACE_COLUMNS, Store, connect_sync, migrate
 from stockyard.store.ledger import COLUMNS, Chain, append_sync
 from stockyard.store.schema import LATEST, MIGRATIONS
 from stockyard.store.spend import utc_day

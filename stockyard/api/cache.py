@@ -17,7 +17,7 @@ from typing import Any
 from quart import Blueprint, g, jsonify, request
 
 from ..modules.cache import state
-from ..store import Store
+from ..store.database import Store
 from ..store.money import dollars_text
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from quart import Blueprint, g, jsonify, request
 
 from ..keys import KeyRing
-from ..store import Store
+from ..store.database import Store
 from .auth import api_error
 
 

@@ -10,7 +10,7 @@ from quart import Blueprint, g, jsonify, request
 from ..modules import REGISTRY
 from ..runtime.reloader import Reloader
 from ..runtime.toggles import ALL_ROUTES, Toggles, check_params
-from ..store import Store
+from ..store.database import Store
 from .auth import api_error
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from quart import Blueprint, jsonify, request
 
-from ..store import Store
+from ..store.database import Store
 from ..store.ledger import row_to_event
 from ..store.money import dollars_text
 from .auth import api_error

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ..keys import KeyRing
 from ..modules import REGISTRY
-from ..store import Store
+from ..store.database import Store
 from .breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, Breakers
 from .clients import HttpClients
 from .metrics import Metrics

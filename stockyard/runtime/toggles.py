@@ -17,7 +17,7 @@ from typing import Any
 from ..dsl.generation import ModuleConfig
 from ..dsl.schema import ModuleSpec
 from ..dsl.types import ValueProblem
-from ..store import Store
+from ..store.database import Store
 
 ALL_ROUTES = ""
 
