@@ -17,10 +17,11 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
+from .builder import AstBuilder
 from .diagnostics import Diagnostic, Label, Severity
 from .lalr import TableParser
 from .lexer import CLOSERS, MAX_NESTING, OPENERS, PipeLexer, TooDeep
@@ -391,106 +392,7 @@ def _header_text(text: str, offset: int) -> tuple[str, int]:
     return header, text.count("\n", 0, offset) + 1
 
 
-class _AstBuilder(Transformer):
-    """Lark's callbacks, applied while parsing: each rule's children (every token kept) to an
-    AST node whose span runs from its first child to its last, as Lark's positions would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.file = ""
-        self.offset = 0
-
-    def _span(self, first: object, last: object) -> Span:
-        o = self.offset
-        if isinstance(first, Token):
-            line, column = first.line + o, first.column  # type: ignore[operator]
-        else:
-            start = first.span  # type: ignore[attr-defined]
-            line, column = start.line, start.column
-        if isinstance(last, Token):
-            return Span(self.file, line, column, last.end_line + o, last.end_column)  # type: ignore[operator,arg-type]
-        end = last.span  # type: ignore[attr-defined]
-        return Span(self.file, line, column, end.end_line, end.end_column)
-
-    def _token_span(self, token: Token) -> Span:
-        o = self.offset
-        return Span(self.file, token.line + o, token.column, token.end_line + o, token.end_column)  # type: ignore[operator,arg-type]
-
-    def start(self, children: list[object]) -> list[ast.Block]:
-        return [c for c in children if isinstance(c, ast.Block)]
-
-    def block(self, children: list[object]) -> ast.Block:
-        kind_token = children[0]
-        assert isinstance(kind_token, Token)
-        kind = ast.Ident(str(kind_token), self._token_span(kind_token))
-        label: ast.Ident | ast.Literal | None = None
-        token = children[1]
-        if isinstance(token, Token) and token.type in ("NAME", "STRING"):
-            span = self._token_span(token)
-            if token.type == "STRING":
-                label = ast.Literal("string", str(token), span)
-            else:
-                label = ast.Ident(str(token), span)
-        header = kind.span.to(label.span) if label else kind.span
-        attributes = tuple(a for a in children if isinstance(a, ast.Attribute))
-        return ast.Block(kind, label, attributes, self._span(kind_token, children[-1]), header)
-
-    def attribute(self, children: list[object]) -> ast.Attribute:
-        name_token = children[0]
-        assert isinstance(name_token, Token)
-        name = ast.Ident(str(name_token), self._token_span(name_token))
-        values = tuple(c for c in children[1:] if not isinstance(c, Token))
-        return ast.Attribute(name, values, self._span(name_token, children[-1]))  # type: ignore[arg-type]
-
-    def chain(self, children: list[object]) -> ast.Chain:
-        tiers = tuple(c for c in children if not isinstance(c, Token))
-        return ast.Chain(tiers, self._span(children[0], children[-1]))  # type: ignore[arg-type]
-
-    def balanced(self, children: list[object]) -> ast.Tier:
-        atoms = tuple(c for c in children if not isinstance(c, Token))
-        return ast.Tier(atoms, self._span(children[0], children[-1]))  # type: ignore[arg-type]
-
-    def ident(self, children: list[Token]) -> ast.Ident:
-        return ast.Ident(str(children[0]), self._token_span(children[0]))
-
-    def call(self, children: list[object]) -> ast.Call:
-        name_token = children[0]
-        assert isinstance(name_token, Token)
-        name = ast.Ident(str(name_token), self._token_span(name_token))
-        arguments = tuple(c for c in children[1:] if isinstance(c, ast.Argument))
-        return ast.Call(name, arguments, self._span(name_token, children[-1]))
-
-    def named_argument(self, children: list[object]) -> ast.Argument:
-        token, value = children[0], children[-1]
-        assert isinstance(token, Token)
-        name = ast.Ident(str(token), self._token_span(token))
-        return ast.Argument(name, value, self._span(token, value))  # type: ignore[arg-type]
-
-    def positional_argument(self, children: list[ast.Value]) -> ast.Argument:
-        return ast.Argument(None, children[0], self._span(children[0], children[-1]))
-
-    def list(self, children: list[object]) -> ast.ListValue:
-        values = tuple(c for c in children if not isinstance(c, Token))
-        return ast.ListValue(values, self._span(children[0], children[-1]))  # type: ignore[arg-type]
-
-    def _literal(kind: str):  # type: ignore[no-untyped-def]  # noqa: N805
-        def make(self: _AstBuilder, children: list[Token]) -> ast.Literal:
-            return ast.Literal(kind, str(children[0]), self._token_span(children[0]))
-
-        return make
-
-    string = _literal("string")
-    number = _literal("number")
-    duration = _literal("duration")
-    money = _literal("money")
-    rate = _literal("rate")
-    size = _literal("size")
-    status = _literal("status")
-    path = _literal("path")
-    del _literal
-
-
-_BUILDER = _AstBuilder()
+_BUILDER = AstBuilder()
 
 
 # --- syntax errors in words -----------------------------------------------------------------
