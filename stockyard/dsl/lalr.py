@@ -34,18 +34,35 @@ class _Splice(list):  # type: ignore[type-arg]
 
 
 def _splice(children: list[Any]) -> _Splice:
-    # `__x_star_N: __x_star_N item` is left-recursive: extend the list built so far in place
-    # (nothing else holds it) instead of copying it at every item.
-    if children and children[0].__class__ is _Splice:
-        out, rest = children[0], children[1:]
-    else:
-        out, rest = _Splice(), children
-    for child in rest:
+    out = _Splice()
+    for child in children:
         if child.__class__ is _Splice:
             out.extend(child)
         else:
             out.append(child)
     return out
+
+
+def _append_to_first(children: list[Any]) -> _Splice:
+    # `__x_star_N: __x_star_N item`, left-recursive: extend the list built so far in place
+    # (nothing else holds it) instead of copying it at every item.
+    out: _Splice = children[0]
+    out.extend(children[1:])
+    return out
+
+
+def _splicer(rule: Rule) -> Reducer | None:
+    """The cheapest reducer for an inlined rule, by where its inlined children are."""
+    inlined = [i for i, s in enumerate(rule.expansion) if _inlined(s)]
+    if not inlined:
+        return _Splice  # tokens and nodes only: they are the list
+    if inlined == [0]:
+        return None if len(rule.expansion) == 1 else _append_to_first
+    return _splice
+
+
+def _inlined(symbol: Any) -> bool:
+    return not symbol.is_term and symbol.name.startswith("_")
 
 
 def _flatten(children: list[Any]) -> list[Any]:
@@ -60,11 +77,11 @@ def _flatten(children: list[Any]) -> list[Any]:
 
 def _reducer(rule: Rule, builder: object) -> Reducer | None:
     if rule.origin.name.startswith("_"):
-        return _splice
+        return _splicer(rule)
     name = rule.alias or rule.origin.name
     method: Reducer | None = getattr(builder, name, None)
     expand_single = bool(rule.options.expand1) and not rule.alias
-    splices = any(not s.is_term and s.name.startswith("_") for s in rule.expansion)
+    splices = any(_inlined(s) for s in rule.expansion)
     if expand_single and len(rule.expansion) == 1 and not splices:
         return None  # `?value: tier`: the tier itself, nothing to call
     if method is None:
