@@ -131,8 +131,10 @@ def _run_on(
 ) -> tuple[tuple[ast.Value, ...], ast.Ident, tuple[ast.Value, ...], str, int] | None:
     """Where an attribute name starts a new line inside ``node``'s values: (values before it,
     the name, values after it, what continued the line, the line it continued)."""
-    values = node.values
     previous_end = node.name.span.end_line
+    if node.span.end_line == previous_end:
+        return None  # all on one line: nothing can start a new one
+    values = node.values
     for index, value in enumerate(values):
         if (
             isinstance(value, ast.Ident)

@@ -50,7 +50,6 @@ def resolve_chain(
     tiers: list[tuple[Hop, ...]] = []
     seen: dict[str, tuple[Span, int]] = {}
     ok = True
-    where = {name: str(span) for name, span in providers.items()}
     for tier_index, step in enumerate(steps):
         members = step.members if isinstance(step, ast.Tier) else (step,)
         hops: list[Hop] = []
@@ -72,7 +71,10 @@ def resolve_chain(
                         f"unknown provider `{hop.provider}`",
                         _name_span(member),
                         "not declared in any .pipe file",
-                        help=did_you_mean(hop.provider, providers, where) or declare,
+                        help=did_you_mean(
+                            hop.provider, providers, {n: str(s) for n, s in providers.items()}
+                        )
+                        or declare,
                     )
                 )
                 ok = False
