@@ -23,6 +23,7 @@ from lark.utils import TextSlice
 
 from stockyard.dsl.lexer import MAX_NESTING, PipeLexer, TooDeep
 from stockyard.dsl.parser import build_lark, grammar_path
+from stockyard.dsl.scanner import first_chars
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTINUES = {"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"}
@@ -207,3 +208,41 @@ def test_open_blocks_are_remembered_for_error_messages(fast: PipeLexer) -> None:
     assert [str(t) for t in header] == ["route", "chat"]
     assert [t.type for t in fast.open_brackets] == ["LSQB"]
     assert [str(t) for t in fast.recent] == ['"x"', ","]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("abc", "a"),
+        ("[0-3x]+y", "0123x"),
+        ("(?:ab|cd)e", "ac"),
+        ("a?b", "ab"),
+        ("(?:a*|b)c", "abc"),
+        ("(?!z)[a-c]", "abc"),
+        (r"\d+", "0123456789"),
+        (r"\$[0-9]", "$"),
+        ("é|x", "x"),  # a non-ASCII start is left to the whole expression
+        (".x", None),  # any character
+        ("[^a]", None),  # a negated class
+        ("a*", None),  # can match nothing
+        ("(?i)a", None),  # ignores case
+        ("(?i:a)b", None),
+        ("(", None),  # not a regular expression
+    ],
+)
+def test_first_chars(pattern: str, expected: str | None) -> None:
+    found = first_chars(pattern)
+    assert (None if found is None else "".join(sorted(found))) == (
+        None if expected is None else "".join(sorted(expected))
+    )
+
+
+def test_each_first_character_has_only_the_terminals_that_can_start_with_it(
+    fast: PipeLexer,
+) -> None:
+    scan = fast._scan or fast._compile()
+    comma = scan.by_char[","].__self__  # the compiled expression behind the bound match
+    assert comma.groupindex.keys() == {"COMMA"}
+    digits = scan.by_char["7"].__self__
+    assert set(digits.groupindex) == {"RATE", "SIZE", "DURATION", "NUMBER"}
+    assert "@" not in scan.by_char and " " not in scan.by_char  # left to the whole expression

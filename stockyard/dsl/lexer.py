@@ -16,8 +16,7 @@ that a syntax error can name the block or bracket that was never closed.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from lark import Token
@@ -26,12 +25,13 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import BasicLexer, LexerState
 from lark.utils import TextSlice
 
+from .scanner import BLANKS, FirstCharScanner
+
 # Tokens after which a line break does not end the attribute: the value goes on.
 CONTINUES_LINE = frozenset({"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"})
 OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
 CLOSERS = frozenset(OPENERS.values())
 
-BLANKS = "[ \t\x0c]+"  # the grammar's `%ignore /[ \t\f]+/`, as Lark writes it
 MAX_NESTING = 32  # brackets inside brackets; real pipelines use three or four
 
 
@@ -60,22 +60,17 @@ class PipeLexer(BasicLexer):
         self.line_tokens: list[Token] = []
         self._previous: Token | None = None
         self._last: Token | None = None
-        self._match: Callable[[str, int, int], re.Match[str] | None] | None = None
+        self._scan: FirstCharScanner | None = None
 
-    def _compile(self) -> Callable[[str, int, int], re.Match[str] | None]:
-        """Lark's combined expression, with blanks skipped in the same match: a third of the
-        matches in a pipeline are the spaces between tokens. No terminal starts with a blank,
-        so skipping them first is what the blank terminal did."""
+    def _compile(self) -> FirstCharScanner:
         scanner = self.scanner
         if len(scanner._mres) != 1 or self.callback:
             # The pipe grammar needs neither; a grammar that does would lex differently here.
             raise AssertionError("the pipe lexer expects one regular expression, no callbacks")
-        combined = scanner._mres[0]
-        if not any(
+        skip_blanks = any(
             t.name in self.ignore_types and t.pattern.to_regexp() == BLANKS for t in self.terminals
-        ):
-            return combined.match
-        return re.compile(f"{BLANKS[:-1]}*(?:{combined.pattern})", combined.flags).match
+        )
+        return FirstCharScanner(self.terminals, scanner._mres[0], skip_blanks)
 
     @property
     def recent(self) -> list[Token]:
@@ -87,9 +82,9 @@ class PipeLexer(BasicLexer):
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
         scanner = self.scanner
-        match = self._match
-        if match is None:
-            match = self._match = self._compile()
+        if self._scan is None:
+            self._scan = self._compile()
+        by_char, general = self._scan.by_char.get, self._scan.general
         ignored = self.ignore_types
         multiline = self.newline_types
         new_token = str.__new__
@@ -105,7 +100,7 @@ class PipeLexer(BasicLexer):
         previous_kind = ""  # of the last token passed on, line breaks included
 
         while pos < end:
-            m = match(text, pos, end)
+            m = by_char(text[pos], general)(text, pos, end)
             if m is None:
                 counter.char_pos, counter.line, counter.line_start_pos = pos, line, line_start
                 counter.column = pos - line_start + 1
@@ -120,7 +115,8 @@ class PipeLexer(BasicLexer):
                     terminals_by_name=self.terminals_by_name,
                 )
             kind = m.lastgroup
-            start, pos = m.span(kind)
+            start, token_end = m.span(kind)
+            pos = m.end()
             start_line, column = line, start - line_start + 1
             if kind in multiline:
                 value = m.group(kind)
@@ -142,8 +138,8 @@ class PipeLexer(BasicLexer):
             token.line = start_line
             token.column = column
             token.end_line = line
-            token.end_column = pos - line_start + 1
-            token.end_pos = pos
+            token.end_column = token_end - line_start + 1
+            token.end_pos = token_end
             if kind in OPENERS:
                 brackets.append(token)
                 if len(brackets) > MAX_NESTING:
