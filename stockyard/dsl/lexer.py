@@ -31,6 +31,7 @@ from .scanner import BLANKS, FirstCharScanner
 CONTINUES_LINE = frozenset({"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"})
 OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
 CLOSERS = frozenset(OPENERS.values())
+_NESTING = frozenset({*OPENERS, *CLOSERS, "LBRACE", "RBRACE"})
 
 MAX_NESTING = 32  # brackets inside brackets; real pipelines use three or four
 
@@ -58,8 +59,7 @@ class PipeLexer(BasicLexer):
         self.open_braces: list[tuple[Token, list[Token]]] = []
         self.open_brackets: list[Token] = []
         self.line_tokens: list[Token] = []
-        self._previous: Token | None = None
-        self._last: Token | None = None
+        self._tail: list[Token] = []  # the last two tokens before the current line
         self._scan: FirstCharScanner | None = None
 
     def _compile(self) -> FirstCharScanner:
@@ -74,7 +74,7 @@ class PipeLexer(BasicLexer):
 
     @property
     def recent(self) -> list[Token]:
-        return [t for t in (self._previous, self._last) if t is not None]
+        return (self._tail + self.line_tokens)[-2:]
 
     def tokens(self, text: str) -> Iterator[Token]:
         """The tokens of ``text``, line breaks that continue a value dropped."""
@@ -96,8 +96,7 @@ class PipeLexer(BasicLexer):
         self.open_braces = open_braces = []
         self.open_brackets = brackets = []
         self.line_tokens = line_tokens = []
-        self._previous = self._last = None
-        previous_kind = ""  # of the last token passed on, line breaks included
+        self._tail = []
 
         while pos < end:
             m = by_char(text[pos], general)(text, pos, end)
@@ -110,7 +109,7 @@ class PipeLexer(BasicLexer):
                     line,
                     pos - line_start + 1,
                     allowed=scanner.allowed_types - ignored,
-                    token_history=[self._last] if self._last is not None else None,
+                    token_history=self.recent[-1:] or None,
                     state=parser_state,
                     terminals_by_name=self.terminals_by_name,
                 )
@@ -127,8 +126,10 @@ class PipeLexer(BasicLexer):
             if kind in ignored:
                 continue
             if kind == "_NL":
-                if brackets or previous_kind in CONTINUES_LINE:
+                # The last token passed on is the line's last (or a line break: none).
+                if brackets or (line_tokens and line_tokens[-1].type in CONTINUES_LINE):
                     continue
+                self._tail = (self._tail + line_tokens)[-2:]
                 self.line_tokens = line_tokens = []
             value = m.group(kind)
             token = new_token(Token, value)
@@ -140,24 +141,23 @@ class PipeLexer(BasicLexer):
             token.end_line = line
             token.end_column = token_end - line_start + 1
             token.end_pos = token_end
-            if kind in OPENERS:
-                brackets.append(token)
-                if len(brackets) > MAX_NESTING:
-                    raise TooDeep(token)
-            elif kind in CLOSERS:
-                if brackets and OPENERS[brackets[-1].type] == kind:
-                    brackets.pop()
-            elif kind == "LBRACE":
-                open_braces.append((token, list(line_tokens)))
-                brackets.clear()
-            elif kind == "RBRACE":
-                if open_braces:
-                    open_braces.pop()
-                brackets.clear()
+            if kind in _NESTING:
+                if kind in OPENERS:
+                    brackets.append(token)
+                    if len(brackets) > MAX_NESTING:
+                        raise TooDeep(token)
+                elif kind in CLOSERS:
+                    if brackets and OPENERS[brackets[-1].type] == kind:
+                        brackets.pop()
+                elif kind == "LBRACE":
+                    open_braces.append((token, list(line_tokens)))
+                    brackets.clear()
+                else:  # RBRACE
+                    if open_braces:
+                        open_braces.pop()
+                    brackets.clear()
             if kind != "_NL":
                 line_tokens.append(token)
-                self._previous, self._last = self._last, token
-            previous_kind = kind
             yield token
 
         counter.char_pos, counter.line, counter.line_start_pos = pos, line, line_start
