@@ -144,18 +144,18 @@ class TableParser:
                     values.append(token)
                     break
                 size, name, reduce = action  # type: ignore[misc]
-                if reduce is None:
-                    del states[-1]
-                elif size == 1:
-                    values[-1] = reduce([values[-1]])
-                    del states[-1]
-                elif size:
+                if size == 1:  # one child: replace the top of both stacks in place
+                    if reduce is not None:
+                        values[-1] = reduce([values[-1]])
+                    states[-1] = table[states[-2]][name]  # type: ignore[assignment]
+                    continue
+                if size:
                     children = values[-size:]
                     del states[-size:]
                     del values[-size:]
-                    values.append(reduce(children))
+                    values.append(reduce(children))  # type: ignore[misc]
                 else:
-                    values.append(reduce([]))
+                    values.append(reduce([]))  # type: ignore[misc]
                 states.append(table[states[-1]][name])  # type: ignore[arg-type]
         end = Token.new_borrow_pos("$END", "", token) if token else Token("$END", "", 0, 1, 1)
         while True:
