@@ -70,6 +70,8 @@ _FAILOVER = AttributeSpec(
     clauses=frozen_map({"on": ListOf(Condition(), min_items=1)}),
     exclusive=True,
 )
+DEFAULT_BACKOFF = 0.2  # seconds: the first wait before a retry, doubled for each next one
+DEFAULT_MAX_BACKOFF = 10.0  # seconds: the longest wait
 _RETRY = AttributeSpec(
     "retry",
     "Retries on the same provider before failing over, with exponential backoff and jitter.",

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from decimal import Decimal
 
+from .blocks import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF
 from .checker import Program, ProviderDecl, RouteDecl
 from .generation import (
     CapSpec,
@@ -23,8 +24,6 @@ from .interpret import BlockValues
 from .schema import frozen_map
 
 DEFAULT_FAILOVER = frozenset({"5xx", "429", "timeout", "connect"})
-DEFAULT_BACKOFF = 0.2
-DEFAULT_MAX_BACKOFF = 10.0
 
 
 def source_hash(sources: Iterable[tuple[str, str]]) -> str:

@@ -6,9 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from .blocks import DEFAULT_MAX_BACKOFF
 from .checker import CheckOptions, Program, RouteDecl
 from .diagnostics import Diagnostic, Label, Severity
-from .literals import format_money
+from .interpret import AttrValue
+from .literals import format_money, format_seconds
 from .resolve import ModuleUse
 from .schema import AUTHENTICATES, RECORDS, REJECTS, SERVES
 from .span import Span
@@ -28,11 +30,14 @@ def check_routes(program: Program, options: CheckOptions, diagnostics: list[Diag
             return options.price_lookup(model, overrides) is not None
         return _priced(model, known_prices)
 
+    if program.defaults is not None:
+        _check_backoff(program.defaults.get("retry"), diagnostics)
     for route in program.routes:
         if route.modules is not None and not route.modules_from_defaults:
             _check_order(route.modules, f"route `{route.name}`", diagnostics)
         _check_cap(route, diagnostics)
         _check_timeouts(route, program, diagnostics)
+        _check_backoff(route.values.get("retry"), diagnostics)
         _check_prices(route, priced, diagnostics)
     _check_shadowing(program.routes, diagnostics)
 
@@ -243,6 +248,39 @@ def _check_timeouts(route: RouteDecl, program: Program, diagnostics: list[Diagno
                 related=(Label(timeout.positional_spans[0], "total timeout"),),
             )
         )
+
+
+def _check_backoff(retry: AttrValue | None, diagnostics: list[Diagnostic]) -> None:
+    """Waits double from `backoff` up to `max_backoff`: a first wait above the cap never
+    happens."""
+    if retry is None or "backoff" not in retry.clauses:
+        return
+    backoff = retry.clauses["backoff"]
+    ceiling = retry.clauses.get("max_backoff", DEFAULT_MAX_BACKOFF)
+    if backoff <= ceiling:
+        return
+    if "max_backoff" in retry.clauses:
+        related: tuple[Label, ...] = (Label(retry.clause_spans["max_backoff"], "the cap"),)
+        help_text = "lower `backoff`, or raise `max_backoff` above it"
+        cap = f"`max_backoff` {format_seconds(ceiling)}"
+    else:
+        related = ()
+        help_text = f"lower `backoff`, or add `max_backoff {format_seconds(backoff)}`"
+        cap = f"the default `max_backoff` of {format_seconds(ceiling)}"
+    diagnostics.append(
+        Diagnostic(
+            "SY310",
+            Severity.WARNING,
+            f"`backoff` {format_seconds(backoff)} is above {cap}",
+            retry.clause_spans["backoff"],
+            f"the first wait is already capped at {format_seconds(ceiling)}",
+            notes=(
+                "a wait is `backoff` doubled per retry, capped at `max_backoff`, then jittered",
+            ),
+            help=help_text,
+            related=related,
+        )
+    )
 
 
 def _check_prices(
