@@ -376,6 +376,8 @@ def read_attribute(
             )
         )
         return None
+    if spec.variadic is not None:
+        _repeated_values(spec, positional, positional_spans, diagnostics)
     if spec.exclusive and positional and clauses:
         first = _source_text(values[0])
         written = ", ".join(f"`{c}`" for c in clauses)
@@ -403,6 +405,28 @@ def read_attribute(
         )
         return None
     return AttrValue(spec, node, tuple(positional), tuple(positional_spans), clauses, clause_spans)
+
+
+def _repeated_values(
+    spec: AttributeSpec, values: list[Any], spans: list[Span], diagnostics: list[Diagnostic]
+) -> None:
+    """`path /v1/chat/completions, /v1/chat/completions`: harmless, but surely not meant."""
+    first_seen: dict[Any, Span] = {}
+    for value, span in zip(values[len(spec.positional) :], spans[len(spec.positional) :]):
+        if value in first_seen:
+            diagnostics.append(
+                Diagnostic(
+                    "SY313",
+                    Severity.WARNING,
+                    f"`{value}` is listed twice in `{spec.name}`",
+                    span,
+                    "listed again here",
+                    help="remove one; was another value meant?",
+                    related=(Label(first_seen[value], "first listed here"),),
+                )
+            )
+        else:
+            first_seen[value] = span
 
 
 def _unknown_clause(spec: AttributeSpec, value: ast.Ident) -> Diagnostic:
