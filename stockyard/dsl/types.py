@@ -589,6 +589,8 @@ class Secret(ValueType):
         if env is not None:
             return env
         if isinstance(value, ast.Literal) and value.kind == "string":
+            if value.text in ("passthrough", "none"):
+                raise self.mismatch(value)  # a key spelt like a keyword: surely the keyword
             return value.text  # the checker warns: a secret written into a file
         raise self.mismatch(value)
 
