@@ -185,6 +185,15 @@ def _parse_by_block(
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
                     segment = segment[:pos] + "{" + segment[pos:]
+                elif (repaired := _repaired_header(error, segment)) and len(skipped) < 25:
+                    # `route chat extra {`: report it, then read the block under its first two
+                    # words, so that its contents are checked too.
+                    skipped.append(
+                        syntax_diagnostic(
+                            error, segment, path, line_offset, lexer, next_header, text
+                        )
+                    )
+                    segment = repaired
                 elif region is not None and len(skipped) < 25:
                     # Report the error, blank out the attribute's line(s) and parse the rest of
                     # the block: one diagnostic per broken line, and the block is still checked.
@@ -325,6 +334,23 @@ def _missing_open_brace(error: UnexpectedInput, segment: str) -> bool:
     following = next((x for x in lines[line:] if x.strip() and not x.strip().startswith("#")), "")
     indent = len(header) - len(header.lstrip())
     return len(following) - len(following.lstrip()) > indent
+
+
+_HEADER_WITH_EXTRA = re.compile(
+    r'[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*[ \t]+(?:[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*")'
+    r"([^\n{}#]+)\{"
+)
+
+
+def _repaired_header(error: UnexpectedInput, segment: str) -> str | None:
+    """`route chat extra {`: the segment with what comes between the name and the `{` blanked
+    out (columns kept), when the syntax error is there; else None."""
+    if not isinstance(error, UnexpectedToken) or error.token.line != 1:
+        return None
+    m = _HEADER_WITH_EXTRA.match(segment)
+    if m is None or not m.start(1) <= (error.token.start_pos or 0) < m.end(1):
+        return None
+    return segment[: m.start(1)] + " " * (m.end(1) - m.start(1)) + segment[m.end(1) :]
 
 
 def _stray_brace(error: UnexpectedInput) -> bool:
