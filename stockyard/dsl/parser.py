@@ -26,7 +26,7 @@ from .diagnostics import Diagnostic, Label, Severity
 from .lalr import TableParser
 from .lexer import MAX_NESTING, PipeLexer, TooDeep
 from .span import Span
-from .syntax_errors import syntax_diagnostic
+from .syntax_errors import syntax_diagnostic, values_below_name
 
 GRAMMAR_NAME = "pipe.lark"
 
@@ -273,6 +273,9 @@ def _skippable_lines(
         return None
     brace, _ = lexer.open_braces[-1]
     start = lexer.line_tokens[0].line if lexer.line_tokens else error_line
+    above = values_below_name(error, segment, lexer)
+    if above is not None:
+        start = above[0]  # `models` alone, its values below: skip both, one error
     if start is None or start <= (brace.line or 0):
         return None  # the header line, or an attribute on the header's line
     lines = segment.split("\n")

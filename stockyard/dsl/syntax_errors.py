@@ -108,6 +108,22 @@ def syntax_diagnostic(
     dangling = _dangling(token, lexer, at)
     if dangling is not None:
         return dangling
+    above = values_below_name(error, segment, lexer)
+    if above is not None:
+        name_line, name = above
+        rest = _line(segment, token.line).strip()
+        return Diagnostic(
+            "SY001",
+            Severity.ERROR,
+            f"the values of `{name}` are on the line below it",
+            at(token.line, token.column, max(1, len(rest))),
+            f"read as a new line, not as values of `{name}`",
+            notes=(
+                "a line break ends an attribute, unless the line ends with `,`, `->`, `|`, "
+                "`(`, `[`, `:` or `\\`",
+            ),
+            help=f"write them on line {name_line + line_offset}: `{name} {rest}`",
+        )
     width = (
         max(1, (token.end_column or token.column + 1) - token.column) if token.type != "_NL" else 1
     )
@@ -165,6 +181,25 @@ def syntax_diagnostic(
     if help_text is None:
         help_text = _fallback_help(token, expected)
     return Diagnostic("SY001", Severity.ERROR, message, span, "unexpected here", (), help_text)
+
+
+def values_below_name(
+    error: UnexpectedInput, segment: str, lexer: PipeLexer
+) -> tuple[int, str] | None:
+    """`models` alone on its line, its values on the next: (the name's line, the name)."""
+    if not isinstance(error, UnexpectedToken):
+        return None
+    token = error.token
+    if token.type not in _VALUE_TERMINALS or lexer.line_tokens[:1] != [token]:
+        return None
+    if "NAME" not in error.expected or not lexer.recent[:1]:
+        return None
+    name = lexer.recent[0]
+    if name.type != "NAME" or not name.line or name.line >= (token.line or 0):
+        return None
+    if _line(segment, name.line).split("#")[0].strip() != str(name):
+        return None  # not alone on its line: an attribute with values of its own
+    return name.line, str(name)
 
 
 def _fallback_help(token: Token, expected: set[str]) -> str | None:
