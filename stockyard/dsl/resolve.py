@@ -224,13 +224,13 @@ def _call_params(
             )
             ok = False
             continue
-        value_type = schema[name]
-        sample = getattr(value_type, "example", "") if hasattr(value_type, "type") else ""
-        sample = sample or (examples or {}).get(name, "")
-        value_type = getattr(value_type, "type", value_type)  # a Param or a bare ValueType
+        param = schema[name]
+        value_type = getattr(param, "type", param)  # a Param or a bare ValueType
         try:
             result[name] = (value_type.from_ast(argument.value), argument.span)
         except ValueProblem as problem:
+            sample = getattr(param, "example", "") if param is not value_type else ""
+            sample = sample or (examples or {}).get(name, "")
             example = f"{call.name.name}({name}: {sample})" if sample else None
             diagnostics += problem_diagnostics(problem, argument.value.span, example)
             ok = False
