@@ -8,8 +8,6 @@ raise ``UnexpectedToken`` for the same token with the same expected terminals.
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from stockyard.dsl import parser as parser_module
 from stockyard.dsl.lalr import TableParser
 from stockyard.dsl.lexer import PipeLexer, TooDeep
 
-ROOT = Path(__file__).resolve().parents[1]
+from .corpus import mutants, pipeline_texts
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +62,9 @@ def both(reference: Lark, text: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     return expected, actual
 
 
-def texts() -> list[str]:
-    files = sorted(ROOT.glob("examples/**/*.pipe")) + sorted(ROOT.glob("tests/check/**/*.pipe"))
-    files += sorted(ROOT.glob("pipelines/*.pipe"))
-    return [f.read_bytes().decode("utf-8", "replace") for f in files]
-
-
 def test_same_ast_or_error_for_every_shipped_and_golden_pipeline(reference: Lark) -> None:
     kinds = set()
-    for text in texts():
+    for text in pipeline_texts():
         expected, actual = both(reference, text)
         assert actual == expected
         kinds.add(actual[0])
@@ -80,18 +72,9 @@ def test_same_ast_or_error_for_every_shipped_and_golden_pipeline(reference: Lark
 
 
 def test_same_ast_or_error_for_mutants(reference: Lark) -> None:
-    rng = random.Random(11)
-    sources = texts()
     pieces = ["\n", ";", ",", "->", "|", "(", ")", "[", "]", "{", "}", ":", "x", '"s"', "5m", "# c"]
     kinds: dict[str, int] = {}
-    for _ in range(800):
-        text = rng.choice(sources)
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(text) + 1)
-            if rng.random() < 0.6:
-                text = text[:at] + rng.choice(pieces) + text[at:]
-            else:
-                text = text[:at] + text[at + rng.randint(1, 4) :]
+    for text in mutants(pipeline_texts(), pieces, 800, seed=11, edits=3, insert_share=0.6):
         expected, actual = both(reference, text)
         assert actual == expected, text
         kinds[actual[0]] = kinds.get(actual[0], 0) + 1

@@ -9,9 +9,7 @@ place with the same exception.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,7 +23,8 @@ from stockyard.dsl.lexer import MAX_NESTING, PipeLexer, TooDeep
 from stockyard.dsl.parser import build_lark, grammar_path
 from stockyard.dsl.scanner import first_chars
 
-ROOT = Path(__file__).resolve().parents[1]
+from .corpus import mutants, pipeline_texts
+
 CONTINUES = {"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"}
 
 
@@ -92,12 +91,6 @@ def lex_both(reference: Lark, fast: PipeLexer, text: str) -> tuple[list, list]:
     return expected, actual
 
 
-def pipeline_texts() -> list[str]:
-    files = sorted(ROOT.glob("examples/**/*.pipe")) + sorted(ROOT.glob("tests/check/**/*.pipe"))
-    files += sorted(ROOT.glob("pipelines/*.pipe"))
-    return [f.read_bytes().decode("utf-8", "replace") for f in files]
-
-
 def test_same_tokens_for_every_shipped_and_golden_pipeline(
     reference: Lark, fast: PipeLexer
 ) -> None:
@@ -112,8 +105,6 @@ def test_same_tokens_for_every_shipped_and_golden_pipeline(
 
 
 def test_same_tokens_for_mutated_pipelines(reference: Lark, fast: PipeLexer) -> None:
-    texts = pipeline_texts()
-    rng = random.Random(2026)
     junk = [
         "\n",
         "\r\n",
@@ -133,14 +124,7 @@ def test_same_tokens_for_mutated_pipelines(reference: Lark, fast: PipeLexer) -> 
         "é",
         "@",
     ]
-    for _ in range(600):
-        text = rng.choice(texts)
-        for _ in range(rng.randint(1, 4)):
-            at = rng.randrange(len(text) + 1)
-            if rng.random() < 0.5:
-                text = text[:at] + rng.choice(junk) + text[at:]
-            else:
-                text = text[:at] + text[at + rng.randint(1, 5) :]
+    for text in mutants(pipeline_texts(), junk, 600, seed=2026):
         expected, actual = lex_both(reference, fast, text)
         assert actual == expected
 

@@ -34,13 +34,7 @@ class _Splice(list):  # type: ignore[type-arg]
 
 
 def _splice(children: list[Any]) -> _Splice:
-    out = _Splice()
-    for child in children:
-        if child.__class__ is _Splice:
-            out.extend(child)
-        else:
-            out.append(child)
-    return out
+    return _flatten(children, _Splice())  # type: ignore[return-value]
 
 
 def _append_to_first(children: list[Any]) -> _Splice:
@@ -65,8 +59,9 @@ def _inlined(symbol: Any) -> bool:
     return not symbol.is_term and symbol.name.startswith("_")
 
 
-def _flatten(children: list[Any]) -> list[Any]:
-    out: list[Any] = []
+def _flatten(children: list[Any], out: list[Any] | None = None) -> list[Any]:
+    """The children, with those of inlined rules spliced in (into ``out`` when given)."""
+    out = [] if out is None else out
     for child in children:
         if child.__class__ is _Splice:
             out.extend(child)
