@@ -1,8 +1,11 @@
-"""Parse ``.pipe`` source into the AST (:mod:`stockyard.dsl.ast`), turning Lark's exceptions
-into :class:`~stockyard.dsl.diagnostics.Diagnostic` values.
+"""Parse ``.pipe`` source into the AST (:mod:`stockyard.dsl.ast`); problems come back as
+:class:`~stockyard.dsl.diagnostics.Diagnostic` values, never as exceptions.
 
-A file is parsed whole. When that fails, it is split at block headers and each block is parsed
-on its own, so one broken block yields one diagnostic and the rest of the file is still checked.
+Lark analyses the grammar (cached on disk); :mod:`.lexer` tokenizes, :mod:`.lalr` runs the
+table and :mod:`.builder` makes the nodes as rules reduce. A file is parsed whole. When that
+fails, it is split at block headers and each block is parsed on its own, so one broken block
+yields one diagnostic and the rest of the file is still checked; :mod:`.syntax_errors` words
+the errors.
 """
 
 from __future__ import annotations
