@@ -73,6 +73,11 @@ class PipeLexer(BasicLexer):
         return FirstCharScanner(self.terminals, scanner._mres[0], skip_blanks)
 
     @property
+    def last_before_line(self) -> Token | None:
+        """The last token passed on before the current logical line."""
+        return self._tail[-1] if self._tail else None
+
+    @property
     def recent(self) -> list[Token]:
         return (self._tail + self.line_tokens)[-2:]
 

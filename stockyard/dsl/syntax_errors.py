@@ -116,7 +116,7 @@ def syntax_diagnostic(
             "SY001",
             Severity.ERROR,
             f"the values of `{name}` are on the line below it",
-            at(token.line, token.column, max(1, len(rest))),
+            at(token.line, lexer.line_tokens[0].column, max(1, len(rest))),
             f"read as a new line, not as values of `{name}`",
             notes=(
                 "a line break ends an attribute, unless the line ends with `,`, `->`, `|`, "
@@ -186,20 +186,30 @@ def syntax_diagnostic(
 def values_below_name(
     error: UnexpectedInput, segment: str, lexer: PipeLexer
 ) -> tuple[int, str] | None:
-    """`models` alone on its line, its values on the next: (the name's line, the name)."""
+    """`models` alone on its line, its values on the next (`"a", "b"`, `[trace]`, or a chain
+    `openai -> backup` read as an attribute named `openai`): (the name's line, the name)."""
     if not isinstance(error, UnexpectedToken):
         return None
     token = error.token
-    if token.type not in _VALUE_TERMINALS or lexer.line_tokens[:1] != [token]:
+    line = lexer.line_tokens
+    value_first = token.type in _VALUE_TERMINALS and line[:1] == [token]
+    name_first = (
+        token.type in _CHAIN_CONTINUES
+        and len(line) == 2
+        and line[1] is token
+        and line[0].type == "NAME"
+    )
+    name = lexer.last_before_line
+    if not (value_first or name_first) or name is None or name.type != "NAME":
         return None
-    if "NAME" not in error.expected or not lexer.recent[:1]:
-        return None
-    name = lexer.recent[0]
-    if name.type != "NAME" or not name.line or name.line >= (token.line or 0):
+    if not name.line or name.line >= (token.line or 0):
         return None
     if _line(segment, name.line).split("#")[0].strip() != str(name):
         return None  # not alone on its line: an attribute with values of its own
     return name.line, str(name)
+
+
+_CHAIN_CONTINUES = frozenset({"_ARROW", "_BAR", "LPAR", "COMMA"})
 
 
 def _fallback_help(token: Token, expected: set[str]) -> str | None:
