@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from aiohttp import web
 
-from .harness import Behaviour, Received, Upstream
+from .harness import Behaviour, Gateway, Received, Upstream
 
 
 @dataclass
@@ -708,6 +709,30 @@ def trace_id(response: Any) -> str:
     value = response.headers.get("x-stockyard-trace-id")
     assert value, f"no trace id header in {dict(response.headers)}"
     return str(value)
+
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def chat_through(gw: Gateway, default_model: str, **kwargs: Any) -> tuple[Any, str]:
+    """A chat completion through the gateway with the official SDK: (the parsed answer, its
+    trace id). ``default_model`` and a "hello" message unless given."""
+    kwargs.setdefault("model", default_model)
+    kwargs.setdefault("messages", HELLO)
+    raw = gw.client().chat.completions.with_raw_response.create(**kwargs)
+    return raw.parse(), trace_id(raw)
+
+
+def stream_through(gw: Gateway, default_model: str, **body: Any) -> tuple[list[Any], str, int]:
+    """A streamed chat completion posted raw: (the JSON of each event, trace id, status)."""
+    body = {"model": default_model, "messages": HELLO, "stream": True, **body}
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=body, timeout=20) as response:
+        text = response.read().decode()
+        return (
+            data_of(sse_events(text)),
+            response.headers["x-stockyard-trace-id"],
+            response.status_code,
+        )
 
 
 def expected_cost(

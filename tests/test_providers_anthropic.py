@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -22,12 +21,19 @@ from stockyard.providers.anthropic import (
     usage_to_openai,
 )
 
-from .fake_providers import FakeAnthropic, Say, data_of, expected_cost, sse_events, trace_id
+from .fake_providers import (
+    HELLO,
+    FakeAnthropic,
+    Say,
+    chat_through,
+    expected_cost,
+    stream_through,
+    trace_id,
+)
 from .harness import Gateway, Upstream, provider, running_gateway
 
 KEY = "sk-ant-test-Qm4Vt8Xw2Lp6"
 PRICE = (Decimal(3), Decimal(15), Decimal("0.30"))  # the `price "claude-test"` block below
-HELLO = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
@@ -103,21 +109,11 @@ def _fresh(claude: FakeAnthropic, backup: Upstream) -> None:
 
 
 def chat(gw: Gateway, **kwargs: Any) -> tuple[Any, str]:
-    kwargs.setdefault("model", "claude-test")
-    kwargs.setdefault("messages", HELLO)
-    raw = gw.client().chat.completions.with_raw_response.create(**kwargs)
-    return raw.parse(), trace_id(raw)
+    return chat_through(gw, "claude-test", **kwargs)
 
 
 def raw_stream(gw: Gateway, **body: Any) -> tuple[list[Any], str, int]:
-    body = {"model": "claude-test", "messages": HELLO, "stream": True, **body}
-    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=body, timeout=20) as response:
-        text = response.read().decode()
-        return (
-            data_of(sse_events(text)),
-            response.headers["x-stockyard-trace-id"],
-            response.status_code,
-        )
+    return stream_through(gw, "claude-test", **body)
 
 
 # --- non-streamed ----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -26,12 +25,20 @@ from stockyard.providers.gemini import (
     usage_to_openai,
 )
 
-from .fake_providers import SIGNATURE, FakeGemini, Say, data_of, expected_cost, sse_events, trace_id
+from .fake_providers import (
+    HELLO,
+    SIGNATURE,
+    FakeGemini,
+    Say,
+    chat_through,
+    expected_cost,
+    stream_through,
+    trace_id,
+)
 from .harness import Gateway, Upstream, provider, running_gateway
 
 KEY = "gemini-test-key-Zr8Pq2Lm"
 PRICE = (Decimal("0.30"), Decimal("2.50"), Decimal("0.075"))  # `price "gemini-test"` below
-HELLO = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
@@ -91,21 +98,11 @@ def _fresh(gem: FakeGemini, backup: Upstream) -> None:
 
 
 def chat(gw: Gateway, **kwargs: Any) -> tuple[Any, str]:
-    kwargs.setdefault("model", "gemini-test")
-    kwargs.setdefault("messages", HELLO)
-    raw = gw.client().chat.completions.with_raw_response.create(**kwargs)
-    return raw.parse(), trace_id(raw)
+    return chat_through(gw, "gemini-test", **kwargs)
 
 
 def raw_stream(gw: Gateway, **body: Any) -> tuple[list[Any], str, int]:
-    body = {"model": "gemini-test", "messages": HELLO, "stream": True, **body}
-    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json=body, timeout=20) as response:
-        text = response.read().decode()
-        return (
-            data_of(sse_events(text)),
-            response.headers["x-stockyard-trace-id"],
-            response.status_code,
-        )
+    return stream_through(gw, "gemini-test", **body)
 
 
 # --- non-streamed ----------------------------------------------------------------------------
