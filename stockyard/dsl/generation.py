@@ -98,9 +98,9 @@ def glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 class ModelMatcher:
-    """Whether a model name matches a route's patterns. The regex is compiled on the first
-    request the route sees, once per process: `stockyard check` of a thousand routes compiles
-    none, and a gateway compiles only the routes that are used."""
+    """Whether a model name matches a route's patterns. The regex is compiled when a gateway
+    activates the pipeline (:meth:`compile`), not by `stockyard check`, which never matches a
+    model: a thousand routes' worth of regexes it would build for nothing."""
 
     __slots__ = ("_compiled", "_regex", "patterns")
 
@@ -109,10 +109,14 @@ class ModelMatcher:
         self._regex: re.Pattern[str] | None = None
         self._compiled = not patterns or "*" in patterns  # every model: nothing to compile
 
-    def __call__(self, model: str) -> bool:
+    def compile(self) -> None:
         if not self._compiled:
             self._regex = glob_regex(self.patterns)
             self._compiled = True
+
+    def __call__(self, model: str) -> bool:
+        if not self._compiled:  # a generation used without a gateway's activation (tests)
+            self.compile()
         return self._regex is None or self._regex.match(model) is not None
 
 

@@ -67,6 +67,8 @@ def activate(generation: Generation, services: Any) -> ActiveGeneration:
         adapters[name] = factory(provider, services.clients)
     handlers: dict[str, Handler] = {}
     for route in generation.routes:
+        if route.matcher is not None:
+            route.matcher.compile()  # now, not on the route's first request
         handler: Handler = _validated(
             Dispatcher(route, generation.providers, adapters, services.breakers)
         )
