@@ -172,9 +172,7 @@ def _parse_by_block(
                 if _stray_brace(error) and len(strays) < 10:
                     # Report the `}` and parse on without it, so the block before it is kept.
                     strays.append(
-                        syntax_diagnostic(
-                            error, segment, path, line_offset, lexer, next_header, text
-                        )
+                        syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
                     segment = segment[:pos] + " " + segment[pos + 1 :]
@@ -182,9 +180,7 @@ def _parse_by_block(
                     # `route chat` with its `{` forgotten: report it, then read the block as if
                     # the `{` were there, so that its contents are checked too.
                     skipped.append(
-                        syntax_diagnostic(
-                            error, segment, path, line_offset, lexer, next_header, text
-                        )
+                        syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
                     pos = error.token.start_pos  # type: ignore[attr-defined]
                     segment = segment[:pos] + "{" + segment[pos:]
@@ -192,18 +188,14 @@ def _parse_by_block(
                     # `route chat extra {`: report it, then read the block under its first two
                     # words, so that its contents are checked too.
                     skipped.append(
-                        syntax_diagnostic(
-                            error, segment, path, line_offset, lexer, next_header, text
-                        )
+                        syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
                     segment = repaired
                 elif region is not None and len(skipped) < 25:
                     # Report the error, blank out the attribute's line(s) and parse the rest of
                     # the block: one diagnostic per broken line, and the block is still checked.
                     skipped.append(
-                        syntax_diagnostic(
-                            error, segment, path, line_offset, lexer, next_header, text
-                        )
+                        syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
                     first, last = region
                     skipped_lines.append(
@@ -233,9 +225,7 @@ def _parse_by_block(
         diagnostics += strays
         unclosed = None
         if failure is not None:
-            diagnostic = syntax_diagnostic(
-                failure, segment, path, line_offset, lexer, next_header, text
-            )
+            diagnostic = syntax_diagnostic(failure, segment, path, line_offset, lexer, next_header)
             diagnostics.append(diagnostic)
             header = _broken_header(segment, path, line_offset)
             if header is not None:

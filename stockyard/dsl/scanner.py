@@ -35,7 +35,8 @@ _REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sr
 
 
 class FirstCharScanner:
-    """``match(text, pos, end)``: the next token at ``pos``, as Lark's scanner would find it.
+    """The next token at ``pos`` is ``by_char.get(text[pos], general)(text, pos, end)``, as
+    Lark's scanner would find it (the lexer's loop does this inline, a call fewer per token).
 
     ``terminals`` are in Lark's order; ``combined`` is Lark's expression of all of them;
     ``skip_blanks`` says the grammar ignores blanks between tokens."""
@@ -61,9 +62,6 @@ class FirstCharScanner:
                 pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in candidates)
                 compiled[key] = re.compile(f"(?:{pattern}){after}", combined.flags).match
             self.by_char[char] = compiled[key]
-
-    def match(self, text: str, pos: int, end: int) -> re.Match[str] | None:
-        return self.by_char.get(text[pos], self.general)(text, pos, end)
 
 
 def first_chars(pattern: str, flags: int = 0) -> frozenset[str] | None:

@@ -91,7 +91,6 @@ def syntax_diagnostic(
     line_offset: int,
     lexer: PipeLexer,
     next_header: tuple[str, int] | None,
-    whole_text: str,
 ) -> Diagnostic:
     def at(line: int, column: int, width: int = 1) -> Span:
         return Span(path, line + line_offset, column, line + line_offset, column + width)
