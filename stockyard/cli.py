@@ -9,7 +9,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from . import __version__
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="colour the text output (default: auto, when writing to a terminal)",
     )
-    check.set_defaults(run=_check, exits_fast=True)
+    check.set_defaults(run=_check, one_shot=True)
 
     serve = commands.add_parser(
         "serve",
@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"files or directories of .pipe files (default: {DEFAULT_PIPELINES}/)",
     )
     routes.add_argument("--format", choices=("text", "json"), default="text")
-    routes.set_defaults(run=_routes, exits_fast=True)
+    routes.set_defaults(run=_routes, one_shot=True)
     return parser
 
 
@@ -182,22 +182,27 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> int:
-    """Run one command; its exit code. ``exit_when_done`` (the `stockyard` command itself):
-    `check` and `routes` end the process as soon as their output is flushed, rather than have
-    the interpreter free a big pipeline's syntax tree object by object (tens of milliseconds
-    for 10,000 lines) before the exit code is known."""
+    """Run one command; its exit code.
+
+    `check` and `routes` (one-shot commands over a whole pipeline) run with the cyclic garbage
+    collector paused: the syntax tree is acyclic, and the collector's passes would only re-scan
+    it (about a tenth of a big check). With ``exit_when_done`` (the `stockyard` command itself)
+    they also end the process as soon as their output is flushed, rather than have the
+    interpreter free the tree object by object before the exit code is known."""
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("--") and argv[0] not in ("--help", "--version")):
         argv.insert(0, "serve")  # `stockyard [--port N …]` is `stockyard serve …`
     args = parser.parse_args(argv)
+    one_shot = getattr(args, "one_shot", False)
     try:
-        code = int(args.run(args))
+        with _collector_paused() if one_shot else nullcontext():
+            code = int(args.run(args))
     except BrokenPipeError:
         code = EXIT_OK
     except KeyboardInterrupt:
         return 130
-    if exit_when_done and getattr(args, "exits_fast", False):
+    if exit_when_done and one_shot:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -371,8 +376,6 @@ def _load(args: argparse.Namespace, check_env: bool = True):  # type: ignore[no-
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """For `check` and `routes`: once the cyclic collector is back on, its first passes re-scan
-    the whole (acyclic) AST for nothing, about a tenth of a big check. Off until the end."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -383,11 +386,6 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    with _collector_paused():
-        return _check_and_report(args)
-
-
-def _check_and_report(args: argparse.Namespace) -> int:
     from .dsl import render_text, summary, to_json
 
     result = _load(args, check_env=not args.no_env)
@@ -408,11 +406,6 @@ def _check_and_report(args: argparse.Namespace) -> int:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    with _collector_paused():
-        return _print_routes(args)
-
-
-def _print_routes(args: argparse.Namespace) -> int:
     from .dsl import render_text
 
     result = _load(args, check_env=False)
