@@ -21,8 +21,9 @@ from pathlib import Path
 
 import orjson
 
-from stockyard.dsl import CheckOptions, check
-from stockyard.runtime.context import RequestContext, new_trace_id
+from stockyard.catalog import check
+from stockyard.core.context import RequestContext, new_trace_id
+from stockyard.dsl import CheckOptions
 from stockyard.runtime.pipeline import activate
 from stockyard.runtime.records import finish
 from stockyard.runtime.services import Services

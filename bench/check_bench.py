@@ -125,7 +125,8 @@ IN_PROCESS = textwrap.dedent(
         gc.disable()
     clock = time.process_time  # CPU time: other load on the machine does not count
     t0 = clock()
-    from stockyard.dsl import CheckOptions, check_paths, collect_files, read_sources
+    from stockyard.catalog import check_paths
+    from stockyard.dsl import CheckOptions, collect_files, read_sources
     from stockyard.dsl import checker as checker_module
     from stockyard.dsl import parser as parser_module
     from stockyard.dsl.compiler import compile_program
@@ -164,7 +165,8 @@ PROFILE = textwrap.dedent(
     """
     import cProfile, pstats, sys
     def run():
-        from stockyard.dsl import CheckOptions, check_paths
+        from stockyard.catalog import check_paths
+        from stockyard.dsl import CheckOptions
         check_paths([sys.argv[1]], CheckOptions(check_env=False))
     profile = cProfile.Profile()
     profile.runcall(run)

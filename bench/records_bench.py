@@ -274,8 +274,10 @@ def micro(requests: int) -> dict[str, float]:
     import orjson
 
     sys.path.insert(0, str(ROOT))
-    from stockyard.dsl import CheckOptions, check
-    from stockyard.runtime.context import Attempt, GatewayResponse, RequestContext, new_trace_id
+    from stockyard.catalog import check
+    from stockyard.core.context import Attempt, RequestContext, new_trace_id
+    from stockyard.core.response import GatewayResponse
+    from stockyard.dsl import CheckOptions
     from stockyard.runtime.pipeline import activate, build_module
     from stockyard.runtime.records import finish
     from stockyard.runtime.services import Services

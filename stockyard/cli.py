@@ -361,7 +361,8 @@ def _use_color(choice: str) -> bool:
 
 
 def _load(args: argparse.Namespace, check_env: bool = True):  # type: ignore[no-untyped-def]
-    from .dsl import CheckOptions, SourceError, check_paths, collect_files
+    from .catalog import check_paths
+    from .dsl import CheckOptions, SourceError, collect_files
 
     try:
         paths = _paths(args)

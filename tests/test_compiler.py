@@ -1,4 +1,4 @@
-"""The compiled :class:`~stockyard.dsl.generation.Generation`, from small ``.pipe`` sources.
+"""The compiled :class:`~stockyard.core.generation.Generation`, from small ``.pipe`` sources.
 
 Each test compiles a few lines and asserts the exact values the gateway will use.
 """
@@ -9,15 +9,16 @@ from decimal import Decimal
 
 import pytest
 
-from stockyard.dsl import CheckOptions, Generation, check, render_text
-from stockyard.dsl.generation import (
+from stockyard.catalog import check
+from stockyard.core.generation import (
     CapSpec,
     HopSpec,
     Policy,
     PriceSpec,
     TierSpec,
 )
-from stockyard.dsl.types import EnvRef, RateValue
+from stockyard.core.values import EnvRef, RateValue
+from stockyard.dsl import CheckOptions, Generation, render_text
 
 OPTIONS = CheckOptions(check_env=False)
 

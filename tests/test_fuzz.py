@@ -28,7 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stockyard.dsl import CheckOptions, CheckResult, Span, check, render_text, to_json
+from stockyard.catalog import check
+from stockyard.dsl import CheckOptions, CheckResult, Span, render_text, to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = float(os.environ.get("STOCKYARD_FUZZ_SCALE", "1"))

@@ -13,12 +13,12 @@ import httpx
 import openai
 import pytest
 
-from stockyard.dsl.generation import ProviderSpec
-from stockyard.dsl.types import EnvRef
+from stockyard.core.generation import ProviderSpec
+from stockyard.core.values import EnvRef
 from stockyard.exceptions import UpstreamFailure
 from stockyard.providers.azure import AzureAdapter
 from stockyard.providers.base import Timeouts, UpstreamRequest
-from stockyard.runtime.clients import HttpClients
+from stockyard.providers.clients import HttpClients
 
 from .fake_providers import FakeAzure, data_of, sse_events, trace_id
 from .harness import Behaviour, Gateway, Upstream, provider, running_gateway

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
-from stockyard.dsl.generation import ProviderSpec
+from stockyard.core.generation import ProviderSpec
+from stockyard.core.sse import EventSplitter
+from stockyard.core.usage import Usage
 from stockyard.exceptions import UpstreamFailure
 from stockyard.providers.anthropic import AnthropicAdapter, AnthropicStream
+from stockyard.providers.clients import HttpClients
 from stockyard.providers.translate import (
     ChunkWriter,
     content_parts,
@@ -23,9 +26,6 @@ from stockyard.providers.translate import (
     tool_arguments,
     tool_choice_of,
 )
-from stockyard.runtime.clients import HttpClients
-from stockyard.runtime.context import Usage
-from stockyard.runtime.sse import EventSplitter
 
 
 def test_parse_data_url() -> None:

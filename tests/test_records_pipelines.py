@@ -12,7 +12,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from stockyard.dsl import CheckOptions, check_paths
+from stockyard.catalog import check_paths
+from stockyard.dsl import CheckOptions
 
 from .harness import REPO, Gateway, Upstream
 from .test_records_support import PRICES, expected_cost, get, ledger_events, wait_traces

@@ -1,8 +1,9 @@
 """The pipeline language: parse, check and compile ``.pipe`` files.
 
-Public API::
+Public API (the language knows modules and provider kinds only through the specs it is given;
+:mod:`stockyard.catalog` binds it to the ones this build ships)::
 
-    result = check_paths(["pipelines/"])      # every diagnostic, and a Generation if no errors
+    result = check_paths(["pipelines/"], modules, kinds)  # every diagnostic, and a Generation
     print(render_text(result.diagnostics, result.sources))
 """
 
@@ -14,11 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.generation import Generation, RouteSpec
+from ..core.span import Span
+from ..pricing import known_models, lookup
 from .checker import CheckOptions, Program, check_sources
 from .compiler import compile_program
 from .diagnostics import Diagnostic, Label, Severity, render_text, summary, to_json
-from .generation import Generation, RouteSpec
-from .span import Span
+from .schema import ModuleSpec, ProviderKind
 
 PIPE_SUFFIX = ".pipe"
 
@@ -104,14 +107,13 @@ def read_sources(files: Iterable[Path]) -> tuple[dict[str, str], list[Diagnostic
 
 def check(
     sources: Mapping[str, str],
+    modules: Mapping[str, ModuleSpec],
+    kinds: Mapping[str, ProviderKind],
     options: CheckOptions = CheckOptions(),
     extra_diagnostics: Iterable[Diagnostic] = (),
 ) -> CheckResult:
-    """Check and, when there are no errors, compile. Never raises on bad input."""
-    from ..modules import REGISTRY
-    from ..pricing import known_models, lookup
-    from ..providers import KINDS
-
+    """Check against these modules and provider kinds and, when there are no errors, compile.
+    Never raises on bad input."""
     if not options.known_prices or options.price_lookup is None:
         options = dataclasses.replace(
             options,
@@ -123,7 +125,7 @@ def check(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        program, diagnostics = check_sources(sources.items(), REGISTRY, KINDS, options)
+        program, diagnostics = check_sources(sources.items(), modules, kinds, options)
     finally:
         if was_enabled:
             gc.enable()
@@ -143,9 +145,14 @@ def check(
     return CheckResult(dict(sources), tuple(diagnostics), generation, program)
 
 
-def check_paths(paths: Sequence[str | Path], options: CheckOptions = CheckOptions()) -> CheckResult:
+def check_paths(
+    paths: Sequence[str | Path],
+    modules: Mapping[str, ModuleSpec],
+    kinds: Mapping[str, ProviderKind],
+    options: CheckOptions = CheckOptions(),
+) -> CheckResult:
     sources, problems = read_sources(collect_files(paths))
-    return check(sources, options, problems)
+    return check(sources, modules, kinds, options, problems)
 
 
 __all__ = [

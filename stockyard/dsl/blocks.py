@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ast
+from . import syntax
 from .schema import AttributeSpec, BlockSpec, frozen_map
-from .types import (
+from .value_types import (
     TYPE_MISMATCH,
     Choice,
     Condition,
@@ -34,7 +34,7 @@ class Expression(ValueType):
         self.example = example
         self.accepted = accepted
 
-    def from_ast(self, value: ast.Value) -> ast.Value:
+    def from_ast(self, value: syntax.Value) -> syntax.Value:
         if isinstance(value, self.accepted):
             return value
         raise self.mismatch(value)
@@ -44,8 +44,8 @@ class Expression(ValueType):
 
 
 class ChainExpression(Expression):
-    def from_ast(self, value: ast.Value) -> ast.Value:
-        if isinstance(value, ast.Literal) and value.kind == "string":
+    def from_ast(self, value: syntax.Value) -> syntax.Value:
+        if isinstance(value, syntax.Literal) and value.kind == "string":
             raise ValueProblem(
                 TYPE_MISMATCH,
                 f"provider names are bare words: found the string {value.raw}",
@@ -57,9 +57,9 @@ class ChainExpression(Expression):
 
 
 CHAIN = ChainExpression(
-    "a provider chain", "openai -> claude", ast.Chain, ast.Tier, ast.Ident, ast.Call
+    "a provider chain", "openai -> claude", syntax.Chain, syntax.Tier, syntax.Ident, syntax.Call
 )
-MODULE_LIST = Expression("a list of modules", "[trace, audit, cache(ttl: 10m)]", ast.ListValue)
+MODULE_LIST = Expression("a list of modules", "[trace, audit, cache(ttl: 10m)]", syntax.ListValue)
 
 _FAILOVER = AttributeSpec(
     "failover",

@@ -14,8 +14,8 @@ from typing import Any
 
 from lark import Token, Transformer
 
-from .ast import Argument, Attribute, Block, Call, Chain, Ident, ListValue, Literal, Tier
-from .span import Span
+from ..core.span import Span
+from .syntax import Argument, Attribute, Block, Call, Chain, Ident, ListValue, Literal, Tier
 
 # What Span(...) does, without the Python-level __new__ a named tuple adds: 136,000 spans for
 # 10,000 lines.

@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import ast
+from ..core.span import Span
+from ..core.values import EnvRef
+from . import syntax
 from .blocks import BLOCKS, DEFAULTS, PRICE, PROVIDER, ROUTE
 from .diagnostics import Diagnostic, Label, Severity
 from .interpret import BlockValues, read_block
 from .parser import parse
 from .resolve import Hop, ModuleUse, resolve_chain, resolve_modules
 from .schema import ModuleSpec, ProviderKind
-from .span import Span
 from .suggest import closest, did_you_mean
-from .types import EnvRef
 
 
 @dataclass
@@ -43,7 +43,7 @@ class RouteDecl:
 
 @dataclass
 class Program:
-    files: tuple[ast.SourceFile, ...]
+    files: tuple[syntax.SourceFile, ...]
     providers: dict[str, ProviderDecl] = field(default_factory=dict)
     routes: list[RouteDecl] = field(default_factory=list)
     prices: dict[str, BlockValues] = field(default_factory=dict)
@@ -125,7 +125,7 @@ def check_sources(
     return program, diagnostics
 
 
-def _has_attribute(block: ast.Block, name: str) -> bool:
+def _has_attribute(block: syntax.Block, name: str) -> bool:
     return block.has(name)
 
 
@@ -207,7 +207,7 @@ def _read_blocks(
                 program.defaults = values
 
 
-def _label_ok(block: ast.Block, label: str | None, diagnostics: list[Diagnostic]) -> bool:
+def _label_ok(block: syntax.Block, label: str | None, diagnostics: list[Diagnostic]) -> bool:
     """Report a missing or malformed label. True when the block can still be read: the intent
     is clear (`provider "openai"`, `price gpt-4o`, `defaults main`), so its contents are checked
     and its name is declared rather than cascading into "unknown provider" errors."""
@@ -223,7 +223,7 @@ def _label_ok(block: ast.Block, label: str | None, diagnostics: list[Diagnostic]
         problem, mark = f"`{kind}` needs a name", "no name"
         help_text = f"write {spec.label_words}"
         readable = False
-    elif label == "name" and isinstance(block.label, ast.Literal):
+    elif label == "name" and isinstance(block.label, syntax.Literal):
         problem, mark = f"{kind} names are bare words, not strings", "a string"
         span = block.label.span
         name = block.label.text
@@ -232,7 +232,7 @@ def _label_ok(block: ast.Block, label: str | None, diagnostics: list[Diagnostic]
         else:
             help_text = f"write {spec.label_words}"
             readable = False
-    elif label == "string" and isinstance(block.label, ast.Literal) and not block.label.text:
+    elif label == "string" and isinstance(block.label, syntax.Literal) and not block.label.text:
         problem, mark = f"`{kind}` needs a model id: the string is empty", "empty"
         help_text = f"write {spec.label_words}"
         readable = False
@@ -240,7 +240,7 @@ def _label_ok(block: ast.Block, label: str | None, diagnostics: list[Diagnostic]
         problem, mark = f"`{kind}` needs a model id in quotes", "no model id"
         help_text = f"write {spec.label_words}"
         readable = False
-    elif label == "string" and isinstance(block.label, ast.Ident):
+    elif label == "string" and isinstance(block.label, syntax.Ident):
         problem, mark = f"`{kind}` needs a model id in quotes", "not in quotes"
         help_text = f'add quotes: write `{kind} "{block.label.name}" {{ … }}`'
         span = block.label.span
@@ -251,7 +251,7 @@ def _label_ok(block: ast.Block, label: str | None, diagnostics: list[Diagnostic]
 
 
 def _provider_kind(
-    block: ast.Block, kinds: Mapping[str, ProviderKind], diagnostics: list[Diagnostic]
+    block: syntax.Block, kinds: Mapping[str, ProviderKind], diagnostics: list[Diagnostic]
 ) -> ProviderKind | None:
     for attr in block.attributes:
         if attr.name.name != "kind" or len(attr.values) != 1:
@@ -259,8 +259,10 @@ def _provider_kind(
         value = attr.values[0]
         name = (
             value.name
-            if isinstance(value, ast.Ident)
-            else (value.text if isinstance(value, ast.Literal) and value.kind == "string" else None)
+            if isinstance(value, syntax.Ident)
+            else (
+                value.text if isinstance(value, syntax.Literal) and value.kind == "string" else None
+            )
         )
         if name is None:
             return None  # the type error is reported when the block is read
@@ -286,17 +288,17 @@ def _chain_names(program: Program) -> set[str]:
     uses the providers it names."""
     names: set[str] = set()
 
-    def visit(value: ast.Value, strings: bool) -> None:
-        if isinstance(value, ast.Ident):
+    def visit(value: syntax.Value, strings: bool) -> None:
+        if isinstance(value, syntax.Ident):
             names.add(value.name)
-        elif isinstance(value, ast.Call):
+        elif isinstance(value, syntax.Call):
             names.add(value.name.name)
-        elif strings and isinstance(value, ast.Literal) and value.kind == "string":
+        elif strings and isinstance(value, syntax.Literal) and value.kind == "string":
             names.add(value.text)  # `chain "openai"`: an error, but it means `openai`
-        elif isinstance(value, ast.Chain):
+        elif isinstance(value, syntax.Chain):
             for step in value.steps:
                 visit(step, strings)
-        elif isinstance(value, ast.Tier):
+        elif isinstance(value, syntax.Tier):
             for member in value.members:
                 visit(member, strings)
 
@@ -424,18 +426,18 @@ def _env_refs(program: Program) -> Iterable[EnvRef]:
                 yield from _env_in(attr.values)
 
 
-def _env_in(values: Iterable[ast.Value]) -> Iterable[EnvRef]:
+def _env_in(values: Iterable[syntax.Value]) -> Iterable[EnvRef]:
     for value in values:
-        if isinstance(value, ast.Call):
+        if isinstance(value, syntax.Call):
             if value.name.name == "env" and len(value.arguments) == 1:
                 arg = value.arguments[0].value
-                if isinstance(arg, ast.Literal) and arg.kind == "string" and arg.text:
+                if isinstance(arg, syntax.Literal) and arg.kind == "string" and arg.text:
                     yield EnvRef(arg.text, value.span)
                 continue
             yield from _env_in(a.value for a in value.arguments)
-        elif isinstance(value, ast.ListValue):
+        elif isinstance(value, syntax.ListValue):
             yield from _env_in(value.items)
-        elif isinstance(value, ast.Chain):
+        elif isinstance(value, syntax.Chain):
             yield from _env_in(value.steps)
-        elif isinstance(value, ast.Tier):
+        elif isinstance(value, syntax.Tier):
             yield from _env_in(value.members)

@@ -6,9 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from decimal import Decimal
 
-from .blocks import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF
-from .checker import Program, ProviderDecl, RouteDecl
-from .generation import (
+from ..core.generation import (
     CapSpec,
     Generation,
     HopSpec,
@@ -20,6 +18,8 @@ from .generation import (
     RouteSpec,
     TierSpec,
 )
+from .blocks import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF
+from .checker import Program, ProviderDecl, RouteDecl
 from .interpret import BlockValues
 from .schema import frozen_map
 

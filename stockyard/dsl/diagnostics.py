@@ -10,7 +10,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .span import Span
+from ..core.span import Span
 
 JSON_FORMAT_VERSION = 1
 

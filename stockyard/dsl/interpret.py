@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ast
+from ..core.span import Span
+from . import syntax
 from .diagnostics import Diagnostic, Label, Severity
 from .schema import AttributeSpec, BlockSpec
-from .span import Span
 from .suggest import closest, did_you_mean
-from .types import ValueProblem
+from .value_types import ValueProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,7 @@ class AttrValue:
     """One attribute as read: positional values, clause values, and where each came from."""
 
     spec: AttributeSpec
-    node: ast.Attribute
+    node: syntax.Attribute
     positional: tuple[Any, ...]
     positional_spans: tuple[Span, ...]
     clauses: Mapping[str, Any]
@@ -36,7 +36,7 @@ class AttrValue:
 
 @dataclass
 class BlockValues:
-    block: ast.Block
+    block: syntax.Block
     attributes: dict[str, list[AttrValue]] = field(default_factory=dict)
     # Attributes that a misspelt one probably is (`pth` → `path`): already reported.
     misspelt: set[str] = field(default_factory=set)
@@ -67,11 +67,11 @@ def problem_diagnostics(
     return result
 
 
-def split_shared_lines(block: ast.Block, spec: BlockSpec) -> tuple[ast.Attribute, ...]:
+def split_shared_lines(block: syntax.Block, spec: BlockSpec) -> tuple[syntax.Attribute, ...]:
     """``input $1/1M output $2/1M`` → two attributes, for blocks that allow it."""
     if not spec.several_per_line:
         return block.attributes
-    result: list[ast.Attribute] = []
+    result: list[syntax.Attribute] = []
     for attr in block.attributes:
         name, values = attr.name, list(attr.values)
         start = 0
@@ -79,27 +79,27 @@ def split_shared_lines(block: ast.Block, spec: BlockSpec) -> tuple[ast.Attribute
             at_end = index == len(values)
             item = values[index] if not at_end else None
             if at_end or (
-                isinstance(item, ast.Ident) and item.name in spec.attributes and index > start
+                isinstance(item, syntax.Ident) and item.name in spec.attributes and index > start
             ):
                 own = tuple(values[start:index])
                 end = own[-1].span if own else name.span
-                result.append(ast.Attribute(name, own, name.span.to(end)))
+                result.append(syntax.Attribute(name, own, name.span.to(end)))
                 if not at_end:
-                    assert isinstance(item, ast.Ident)
+                    assert isinstance(item, syntax.Ident)
                     name = item
                     start = index + 1
     return tuple(result)
 
 
 def split_run_on_lines(
-    nodes: tuple[ast.Attribute, ...],
+    nodes: tuple[syntax.Attribute, ...],
     allowed: Mapping[str, AttributeSpec],
     diagnostics: list[Diagnostic],
-) -> tuple[ast.Attribute, ...]:
+) -> tuple[syntax.Attribute, ...]:
     """``models "a",`` then ``chain openai`` on the next line: the trailing `,` (or `->`, `|`)
     continues the line, so `chain` is read as a value of `models`. Say so once, and read the
     next line as the attribute it was meant to be rather than reporting its consequences."""
-    result: list[ast.Attribute] = []
+    result: list[syntax.Attribute] = []
     pending = list(nodes)
     while pending:
         node = pending.pop(0)
@@ -120,15 +120,15 @@ def split_run_on_lines(
             )
         )
         end = head[-1].span if head else node.name.span
-        result.append(ast.Attribute(node.name, head, node.name.span.to(end)))
+        result.append(syntax.Attribute(node.name, head, node.name.span.to(end)))
         end = rest[-1].span if rest else name.span
-        pending.insert(0, ast.Attribute(name, rest, name.span.to(end)))
+        pending.insert(0, syntax.Attribute(name, rest, name.span.to(end)))
     return tuple(result)
 
 
 def _run_on(
-    node: ast.Attribute, allowed: Mapping[str, AttributeSpec]
-) -> tuple[tuple[ast.Value, ...], ast.Ident, tuple[ast.Value, ...], str, int] | None:
+    node: syntax.Attribute, allowed: Mapping[str, AttributeSpec]
+) -> tuple[tuple[syntax.Value, ...], syntax.Ident, tuple[syntax.Value, ...], str, int] | None:
     """Where an attribute name starts a new line inside ``node``'s values: (values before it,
     the name, values after it, what continued the line, the line it continued)."""
     previous_end = node.name.span.end_line
@@ -137,18 +137,18 @@ def _run_on(
     values = node.values
     for index, value in enumerate(values):
         if (
-            isinstance(value, ast.Ident)
+            isinstance(value, syntax.Ident)
             and value.name in allowed
             and value.span.line > previous_end
         ):
             return values[:index], value, values[index + 1 :], "`,`", previous_end
-        if isinstance(value, ast.Chain | ast.Tier):
-            steps = value.steps if isinstance(value, ast.Chain) else value.members
-            joiner = "`->`" if isinstance(value, ast.Chain) else "`|`"
+        if isinstance(value, syntax.Chain | syntax.Tier):
+            steps = value.steps if isinstance(value, syntax.Chain) else value.members
+            joiner = "`->`" if isinstance(value, syntax.Chain) else "`|`"
             for k in range(1, len(steps)):
                 step = steps[k]
                 if (
-                    isinstance(step, ast.Ident)
+                    isinstance(step, syntax.Ident)
                     and step.name in allowed
                     and step.span.line > steps[k - 1].span.end_line
                 ):
@@ -165,15 +165,19 @@ def _run_on(
     return None
 
 
-def _join(steps: tuple[ast.Value, ...], like: ast.Chain | ast.Tier) -> tuple[ast.Value, ...]:
+def _join(
+    steps: tuple[syntax.Value, ...], like: syntax.Chain | syntax.Tier
+) -> tuple[syntax.Value, ...]:
     if len(steps) <= 1:
         return steps
     span = steps[0].span.to(steps[-1].span)
-    return (ast.Chain(steps, span) if isinstance(like, ast.Chain) else ast.Tier(steps, span),)
+    return (
+        syntax.Chain(steps, span) if isinstance(like, syntax.Chain) else syntax.Tier(steps, span),
+    )
 
 
 def read_block(
-    block: ast.Block,
+    block: syntax.Block,
     spec: BlockSpec,
     extra: Mapping[str, AttributeSpec],
     extra_owner: str,
@@ -245,7 +249,7 @@ def _glued(name: str, allowed: Mapping[str, AttributeSpec]) -> str | None:
 
 
 def _unknown_attribute(
-    node: ast.Attribute,
+    node: syntax.Attribute,
     spec: BlockSpec,
     allowed: Mapping[str, AttributeSpec],
     extra_owner: str,
@@ -274,7 +278,7 @@ def _unknown_attribute(
 
 
 def read_attribute(
-    node: ast.Attribute, spec: AttributeSpec, diagnostics: list[Diagnostic]
+    node: syntax.Attribute, spec: AttributeSpec, diagnostics: list[Diagnostic]
 ) -> AttrValue | None:
     positional: list[Any] = []
     positional_spans: list[Span] = []
@@ -298,7 +302,7 @@ def read_attribute(
     index = 0
     while index < len(values):
         value = values[index]
-        if isinstance(value, ast.Ident) and value.name in spec.clauses:
+        if isinstance(value, syntax.Ident) and value.name in spec.clauses:
             if value.name in clauses:
                 diagnostics.append(
                     Diagnostic(
@@ -346,7 +350,7 @@ def read_attribute(
         except ValueProblem as problem:
             if (
                 spec.clauses
-                and isinstance(value, ast.Ident)
+                and isinstance(value, syntax.Ident)
                 and slot >= len(spec.positional) - (1 if spec.optional_positional else 0)
             ):
                 diagnostics.append(_unknown_clause(spec, value))
@@ -429,7 +433,7 @@ def _repeated_values(
             first_seen[value] = span
 
 
-def _unknown_clause(spec: AttributeSpec, value: ast.Ident) -> Diagnostic:
+def _unknown_clause(spec: AttributeSpec, value: syntax.Ident) -> Diagnostic:
     suggestion = did_you_mean(value.name, spec.clauses)
     return Diagnostic(
         "SY108",
@@ -442,25 +446,25 @@ def _unknown_clause(spec: AttributeSpec, value: ast.Ident) -> Diagnostic:
     )
 
 
-def _extra_value(node: ast.Attribute, spec: AttributeSpec, value: ast.Value) -> Diagnostic:
-    if spec.clauses and isinstance(value, ast.Ident):
+def _extra_value(node: syntax.Attribute, spec: AttributeSpec, value: syntax.Value) -> Diagnostic:
+    if spec.clauses and isinstance(value, syntax.Ident):
         return _unknown_clause(spec, value)
     help_text = f"for example `{spec.example}`"
-    if any(isinstance(v, ast.Ident) for v in node.values[1:]) and not spec.clauses:
+    if any(isinstance(v, syntax.Ident) for v in node.values[1:]) and not spec.clauses:
         help_text = "one attribute per line, or separate them with `;`"
     return Diagnostic(
         "SY107",
         Severity.ERROR,
         f"too many values for `{spec.name}`",
         value.span,
-        f"{ast.describe(value)} is not expected here",
+        f"{syntax.describe(value)} is not expected here",
         help=help_text,
     )
 
 
-def _source_text(value: ast.Value) -> str:
-    if isinstance(value, ast.Literal):
+def _source_text(value: syntax.Value) -> str:
+    if isinstance(value, syntax.Literal):
         return value.raw
-    if isinstance(value, ast.Ident):
+    if isinstance(value, syntax.Ident):
         return value.name
     return "…"

@@ -1,4 +1,4 @@
-"""Parse ``.pipe`` source into the AST (:mod:`stockyard.dsl.ast`); problems come back as
+"""Parse ``.pipe`` source into the AST (:mod:`stockyard.dsl.syntax`); problems come back as
 :class:`~stockyard.dsl.diagnostics.Diagnostic` values, never as exceptions.
 
 Lark analyses the grammar (cached on disk); :mod:`.lexer` tokenizes, :mod:`.lalr` runs the
@@ -23,12 +23,12 @@ from pathlib import Path
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from . import ast
+from ..core.span import Span
+from . import syntax
 from .builder import AstBuilder
 from .diagnostics import Diagnostic, Label, Severity
 from .lalr import TableParser
 from .lexer import MAX_NESTING, PipeLexer, TooDeep
-from .span import Span
 from .syntax_errors import syntax_diagnostic, values_below_name
 
 GRAMMAR_NAME = "pipe.lark"
@@ -107,7 +107,7 @@ class _Parser:
     table: TableParser
     lexer: PipeLexer
 
-    def blocks(self, text: str, path: str, line_offset: int) -> list[ast.Block]:
+    def blocks(self, text: str, path: str, line_offset: int) -> list[syntax.Block]:
         """Parse to the AST's blocks; the caller holds ``_lock`` (the builder's file and
         offset, the lexer's memory of open blocks)."""
         _BUILDER.file = path
@@ -124,7 +124,7 @@ def _parser() -> _Parser:
 _lock = threading.Lock()
 
 
-def parse(text: str, path: str) -> tuple[ast.SourceFile, list[Diagnostic]]:
+def parse(text: str, path: str) -> tuple[syntax.SourceFile, list[Diagnostic]]:
     """Parse one file. Never raises on bad input: problems come back as diagnostics."""
     parser = _parser()
     with _lock:
@@ -132,23 +132,23 @@ def parse(text: str, path: str) -> tuple[ast.SourceFile, list[Diagnostic]]:
             blocks = parser.blocks(text, path, 0)
         except (UnexpectedInput, TooDeep):
             return _parse_by_block(text, path, parser)
-    return ast.SourceFile(path, text, tuple(blocks)), []
+    return syntax.SourceFile(path, text, tuple(blocks)), []
 
 
 def _parse_by_block(
     text: str, path: str, parser: _Parser
-) -> tuple[ast.SourceFile, list[Diagnostic]]:
+) -> tuple[syntax.SourceFile, list[Diagnostic]]:
     lexer = parser.lexer
     starts = [m.start() for m in _BLOCK_HEADER.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     bounds = list(zip(starts, starts[1:] + [len(text)]))
-    blocks: list[ast.Block] = []
-    broken: list[ast.BrokenBlock] = []
+    blocks: list[syntax.Block] = []
+    broken: list[syntax.BrokenBlock] = []
     diagnostics: list[Diagnostic] = []
     # The previous segment, when it ended inside an unclosed block: (segment, line offset,
     # its diagnostic, its broken header). A stray `}` after the next block closes it: nesting.
-    unclosed: tuple[str, int, Diagnostic, ast.BrokenBlock | None] | None = None
+    unclosed: tuple[str, int, Diagnostic, syntax.BrokenBlock | None] | None = None
     for index, (begin, end) in enumerate(bounds):
         segment = text[begin:end]
         line_offset = text.count("\n", 0, begin)
@@ -241,7 +241,7 @@ def _parse_by_block(
                 for name in found
             )
             blocks.append(dataclasses.replace(block, broken=names) if names else block)
-    return ast.SourceFile(path, text, tuple(blocks), tuple(broken)), diagnostics
+    return syntax.SourceFile(path, text, tuple(blocks), tuple(broken)), diagnostics
 
 
 _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
@@ -360,7 +360,7 @@ def _stray_brace(error: UnexpectedInput) -> bool:
 
 def _nested_block(
     outer: Diagnostic,
-    outer_header: ast.BrokenBlock | None,
+    outer_header: syntax.BrokenBlock | None,
     segment: str,
     path: str,
     line_offset: int,
@@ -392,7 +392,7 @@ _HEADER_PARTS = re.compile(
 )
 
 
-def _broken_header(segment: str, path: str, line_offset: int) -> ast.BrokenBlock | None:
+def _broken_header(segment: str, path: str, line_offset: int) -> syntax.BrokenBlock | None:
     """What a block that failed to parse declares, read from its header line."""
     m = _HEADER_PARTS.match(segment)
     if m is None:
@@ -400,10 +400,10 @@ def _broken_header(segment: str, path: str, line_offset: int) -> ast.BrokenBlock
     kind, label = m.group(1), m.group(2)
     name = None
     if label is not None:
-        name = ast.Literal("string", label, _NO_SPAN).text if label.startswith('"') else label
+        name = syntax.Literal("string", label, _NO_SPAN).text if label.startswith('"') else label
     line = line_offset + 1
     end = m.end(2) if label is not None else m.end(1)
-    return ast.BrokenBlock(kind, name, Span(path, line, m.start(1) + 1, line, end + 1))
+    return syntax.BrokenBlock(kind, name, Span(path, line, m.start(1) + 1, line, end + 1))
 
 
 _NO_SPAN = Span("", 1, 1, 1, 1)

@@ -6,13 +6,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import ast
+from ..core.span import Span
+from . import syntax
 from .diagnostics import Diagnostic, Label, Severity
 from .interpret import problem_diagnostics
 from .schema import ModuleSpec
-from .span import Span
 from .suggest import did_you_mean
-from .types import Integer, Text, ValueProblem
+from .value_types import Integer, Text, ValueProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ HOP_EXAMPLES = {"model": '"gpt-4o-mini"', "weight": "3"}
 
 
 def resolve_chain(
-    expr: ast.Value,
+    expr: syntax.Value,
     providers: Mapping[str, Span],
     diagnostics: list[Diagnostic],
     unreadable: Collection[str] = (),
@@ -46,15 +46,15 @@ def resolve_chain(
 ) -> tuple[tuple[Hop, ...], ...] | None:
     """``a -> b | c(weight: 2)`` → ((a,), (b, c)). ``providers`` maps names to declarations;
     ``unreadable`` names providers whose block had an error of its own (not reported again)."""
-    steps = expr.steps if isinstance(expr, ast.Chain) else (expr,)
+    steps = expr.steps if isinstance(expr, syntax.Chain) else (expr,)
     tiers: list[tuple[Hop, ...]] = []
     seen: dict[str, tuple[Span, int]] = {}
     ok = True
     for tier_index, step in enumerate(steps):
-        members = step.members if isinstance(step, ast.Tier) else (step,)
+        members = step.members if isinstance(step, syntax.Tier) else (step,)
         hops: list[Hop] = []
         for member in members:
-            hop = _hop(member, isinstance(step, ast.Tier), diagnostics)
+            hop = _hop(member, isinstance(step, syntax.Tier), diagnostics)
             if hop is None:
                 ok = False
                 continue
@@ -106,21 +106,21 @@ def resolve_chain(
     return tuple(tiers) if ok else None
 
 
-def _name_span(member: ast.Value) -> Span:
-    if isinstance(member, ast.Call):
+def _name_span(member: syntax.Value) -> Span:
+    if isinstance(member, syntax.Call):
         return member.name.span
     return member.span
 
 
-def _hop(member: ast.Value, in_tier: bool, diagnostics: list[Diagnostic]) -> Hop | None:
-    if isinstance(member, ast.Ident):
+def _hop(member: syntax.Value, in_tier: bool, diagnostics: list[Diagnostic]) -> Hop | None:
+    if isinstance(member, syntax.Ident):
         return Hop(member.name, None, 1, member.span)
-    if not isinstance(member, ast.Call):
+    if not isinstance(member, syntax.Call):
         diagnostics.append(
             Diagnostic(
                 "SY106",
                 Severity.ERROR,
-                f"expected a provider name, found {ast.describe(member)}",
+                f"expected a provider name, found {syntax.describe(member)}",
                 member.span,
                 "not a provider",
                 help='a chain names providers: `openai -> claude(model: "claude-3-5-haiku-latest")`',
@@ -152,7 +152,7 @@ def _hop(member: ast.Value, in_tier: bool, diagnostics: list[Diagnostic]) -> Hop
 
 
 def _call_params(
-    call: ast.Call,
+    call: syntax.Call,
     schema: Mapping[str, Any],
     owner: str,
     diagnostics: list[Diagnostic],
@@ -237,8 +237,8 @@ def _call_params(
     return result if ok else None
 
 
-def _named_example(schema: Mapping[str, Any], value: ast.Value) -> str:
-    raw = value.raw if isinstance(value, ast.Literal) else "…"
+def _named_example(schema: Mapping[str, Any], value: syntax.Value) -> str:
+    raw = value.raw if isinstance(value, syntax.Literal) else "…"
     first = next(iter(schema))
     return f"write `{first}: {raw}`" + (
         f" (parameters: {', '.join(f'`{p}`' for p in schema)})" if len(schema) > 1 else ""
@@ -246,7 +246,7 @@ def _named_example(schema: Mapping[str, Any], value: ast.Value) -> str:
 
 
 def resolve_modules(
-    value: ast.ListValue,
+    value: syntax.ListValue,
     registry: Mapping[str, ModuleSpec],
     diagnostics: list[Diagnostic],
 ) -> tuple[ModuleUse, ...] | None:
@@ -254,16 +254,16 @@ def resolve_modules(
     seen: dict[str, Span] = {}
     ok = True
     for item in value.items:
-        if isinstance(item, ast.Ident):
+        if isinstance(item, syntax.Ident):
             name, name_span, call = item.name, item.span, None
-        elif isinstance(item, ast.Call):
+        elif isinstance(item, syntax.Call):
             name, name_span, call = item.name.name, item.name.span, item
         else:
             diagnostics.append(
                 Diagnostic(
                     "SY106",
                     Severity.ERROR,
-                    f"expected a module, found {ast.describe(item)}",
+                    f"expected a module, found {syntax.describe(item)}",
                     item.span,
                     "not a module",
                     help="for example `[trace, audit, cache(ttl: 10m)]`",
@@ -310,7 +310,7 @@ def resolve_modules(
 
 
 def _module_use(
-    spec: ModuleSpec, call: ast.Call | None, span: Span, diagnostics: list[Diagnostic]
+    spec: ModuleSpec, call: syntax.Call | None, span: Span, diagnostics: list[Diagnostic]
 ) -> ModuleUse | None:
     given: dict[str, tuple[Any, Span]] = {}
     if call is not None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..core.span import Span
 from .blocks import DEFAULT_MAX_BACKOFF
 from .checker import CheckOptions, Program, RouteDecl
 from .diagnostics import Diagnostic, Label, Severity
@@ -13,7 +14,6 @@ from .interpret import AttrValue
 from .literals import format_money, format_seconds
 from .resolve import ModuleUse
 from .schema import AUTHENTICATES, RECORDS, REJECTS, SERVES
-from .span import Span
 
 GLOB_CHARS = frozenset("*?")
 

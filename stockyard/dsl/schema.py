@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .types import ValueProblem, ValueType
+from .value_types import ValueProblem, ValueType
 
 _REQUIRED = object()
 
@@ -58,8 +58,6 @@ class ModuleSpec:
     # Whether this module, configured with these params, sends a requested model upstream
     # under another name (requested -> served): prices are checked for the served name.
     renames_models: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None
-    # The runtime: factory(params, services) -> an async (ctx, call_next) callable.
-    factory: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import re
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from ..core.span import Span
 from .diagnostics import Diagnostic, Label, Severity
 from .lexer import CLOSERS, OPENERS, PipeLexer
-from .span import Span
 
 _TERMINAL_WORDS = {
     "NAME": "a name",

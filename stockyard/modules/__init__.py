@@ -1,7 +1,8 @@
 """The module registry: one file per module, one line here per module.
 
-Each module file declares ``SPEC`` (a :class:`~stockyard.dsl.schema.ModuleSpec`: its parameters
-and roles). The checker and the runtime-override API validate against the same spec.
+Each module file declares ``SPEC`` (a :class:`~stockyard.modules.base.ModuleDefinition`: its
+parameters and roles, which the checker and the runtime-override API validate against, and the
+factory the gateway builds it with).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ..dsl.schema import ModuleSpec
 from . import (
     audit,
     auth,
@@ -24,8 +24,9 @@ from . import (
     redact,
     trace,
 )
+from .base import ModuleDefinition
 
-REGISTRY: Mapping[str, ModuleSpec] = MappingProxyType(
+REGISTRY: Mapping[str, ModuleDefinition] = MappingProxyType(
     {
         spec.name: spec
         for spec in (

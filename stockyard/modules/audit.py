@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from ..dsl.schema import RECORDS, ModuleSpec, frozen_map
-from ..runtime.context import RequestContext
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import RECORDS, frozen_map
 from ..store.money import dollars_text, to_pico
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 
 def request_event(ctx: RequestContext) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def request_event(ctx: RequestContext) -> dict[str, Any]:
     }
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     store = services.store
 
     async def record(ctx: RequestContext) -> None:
@@ -40,17 +41,17 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
             "request", actor, f"route:{ctx.route.name}", f"POST {ctx.path}", request_event(ctx)
         )
 
-    async def audit(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def audit(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         ctx.recorders.append(record)
         return await call_next(ctx)
 
     return audit
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="audit",
     doc="Append an event per request to the tamper-evident ledger (GET /api/brand/ledger).",
     params=frozen_map({}),
     roles=frozenset({RECORDS}),
-    factory=create,
+    create=create,
 )

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ..dsl.schema import AUTHENTICATES, REJECTS, ModuleSpec, Param, frozen_map
-from ..dsl.types import Text
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import AUTHENTICATES, REJECTS, Param, frozen_map
+from ..dsl.value_types import Text
 from ..exceptions import AuthenticationFailed, PermissionDenied
 from ..keys import PREFIX
-from ..runtime.context import RequestContext
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     header = str(params["header"]).lower()
     ring = services.keys
 
-    async def auth(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def auth(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         key = ctx.headers.get(header, "").strip()
         in_authorization = False
         if not key:
@@ -46,7 +45,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return auth
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="auth",
     doc="Require a gateway key; the key's project scopes spend, caps, limits and the cache.",
     params=frozen_map(
@@ -60,5 +59,5 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({AUTHENTICATES, REJECTS}),
-    factory=create,
+    create=create,
 )

@@ -38,17 +38,19 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
 
-from ..dsl.schema import SERVES, ModuleSpec, Param, frozen_map
-from ..dsl.types import Boolean, Duration, Integer
-from ..runtime.context import GatewayResponse, RequestContext
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import SERVES, Param, frozen_map
+from ..dsl.value_types import Boolean, Duration, Integer
 from ..store.money import dollars_text, to_pico
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 log = logging.getLogger("stockyard.cache")
 T = TypeVar("T")
@@ -317,14 +319,14 @@ class _Tee:
                 await closer()
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     ttl = float(params["ttl"])
     max_entries = int(params["max_entries"])
     streams = bool(params["streams"])
     store = getattr(services, "store", None)
     if store is None:  # nowhere to keep answers: pass everything through
 
-        async def passthrough(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+        async def passthrough(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
             return await call_next(ctx)
 
         return passthrough
@@ -343,7 +345,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
         row = rows[0]
         return row["status"], row["content_type"], bytes(row["body"]), row["cost_pico"]
 
-    async def cache(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def cache(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         if ctx.stream and not streams:
             return await call_next(ctx)
         try:
@@ -421,7 +423,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return cache
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="cache",
     doc="Answer repeated identical requests from the cache (x-stockyard-cache: hit).",
     params=frozen_map(
@@ -447,5 +449,5 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({SERVES}),
-    factory=create,
+    create=create,
 )

@@ -42,13 +42,15 @@ from typing import Any
 
 import orjson
 
-from ..dsl.schema import REJECTS, ModuleSpec, Param, frozen_map
-from ..dsl.types import Choice, Integer
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import REJECTS, Param, frozen_map
+from ..dsl.value_types import Choice, Integer
 from ..exceptions import AuthenticationFailed, PermissionDenied, RateLimited
 from ..pricing import ModelPrice, cost, lookup
-from ..runtime.context import RequestContext
 from ..store.money import from_pico, to_pico
 from ..store.spend import utc_day
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 # --- Token estimates ----------------------------------------------------------------------------
 #
@@ -272,13 +274,13 @@ def candidate_prices(ctx: RequestContext) -> tuple[tuple[str, ModelPrice | None]
     return found
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     reject_unpriced = params["unpriced"] == "reject"
     default_max = int(params["default_max_tokens"])
     reservations: Reservations = services.shared("cost_cap", Reservations)
     counters = services.store.spend
 
-    async def cost_cap(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def cost_cap(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         cap = ctx.route.cap
         if cap is None or (cap.daily is None and cap.monthly is None):
             return await call_next(ctx)
@@ -391,7 +393,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return cost_cap
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="cost_cap",
     doc="Refuse requests (429 budget_exceeded) that could take spend past the route's `cap`.",
     params=frozen_map(
@@ -411,5 +413,5 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({REJECTS}),
-    factory=create,
+    create=create,
 )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ..dsl.schema import ModuleSpec, Param, frozen_map
-from ..dsl.types import ListOf, Pairs, Text
-from ..runtime.context import RequestContext
-from ..runtime.env import resolve
+from ..core.context import RequestContext
+from ..core.env import resolve
+from ..core.response import GatewayResponse
+from ..dsl.schema import Param, frozen_map
+from ..dsl.value_types import ListOf, Pairs, Text
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 # Headers a pipeline may not set: they carry credentials or framing the adapter owns.
 PROTECTED = frozenset(
@@ -16,7 +15,7 @@ PROTECTED = frozenset(
 )
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     edits: dict[str, str | None] = {}
     for name in params["remove"]:
         edits[name.lower()] = None
@@ -24,14 +23,14 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
         edits[name] = resolve(value) or ""  # env() is read when the generation goes live
     edits = {k: v for k, v in edits.items() if k.lower() not in PROTECTED}
 
-    async def headers(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def headers(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         ctx.upstream_headers.update(edits)
         return await call_next(ctx)
 
     return headers
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="headers",
     doc="Set or remove upstream request headers.",
     params=frozen_map(
@@ -45,5 +44,5 @@ SPEC = ModuleSpec(
             "remove": Param(ListOf(Text()), "Headers to drop.", default=(), example='["x-debug"]'),
         }
     ),
-    factory=create,
+    create=create,
 )

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..dsl.schema import REJECTS, ModuleSpec, Param, frozen_map
-from ..dsl.types import INVALID_VALUE, ListOf, Network, ValueProblem
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import REJECTS, Param, frozen_map
+from ..dsl.value_types import INVALID_VALUE, ListOf, Network, ValueProblem
 from ..exceptions import PermissionDenied
-from ..runtime.context import RequestContext
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 
 def _validate(params: Mapping[str, Any]) -> list[ValueProblem]:
@@ -25,7 +27,7 @@ def _validate(params: Mapping[str, Any]) -> list[ValueProblem]:
     return []
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     import ipaddress
 
     allow = [ipaddress.ip_network(n) for n in params["allow"]]
@@ -42,7 +44,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
             return False
         return not allow or any(ip in net for net in allow)
 
-    async def ip_allow(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def ip_allow(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         if not admitted(ctx.client_ip):
             ctx.notes["blocked_by"] = "ip_allow"
             raise PermissionDenied(
@@ -54,7 +56,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return ip_allow
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="ip_allow",
     doc="Admit only callers whose address is in `allow` and not in `deny`.",
     params=frozen_map(
@@ -75,5 +77,5 @@ SPEC = ModuleSpec(
     ),
     roles=frozenset({REJECTS}),
     validate=_validate,
-    factory=create,
+    create=create,
 )

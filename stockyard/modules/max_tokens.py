@@ -18,13 +18,14 @@ left for request validation to refuse.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-from ..dsl.schema import REJECTS, ModuleSpec, Param, frozen_map
-from ..dsl.types import Choice, Integer
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import REJECTS, Param, frozen_map
+from ..dsl.value_types import Choice, Integer
 from ..exceptions import InvalidRequest
-from ..runtime.context import RequestContext
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 # Models (after a provider/ prefix) that take `max_completion_tokens` and refuse `max_tokens`.
 _REASONING = re.compile(r"(?:.*/)?(?:o1|o3|o4|gpt-5)(?:[-.:@].*)?\Z", re.IGNORECASE)
@@ -35,11 +36,11 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     limit = int(params["limit"])
     reject = params["action"] == "reject"
 
-    async def max_tokens(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def max_tokens(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         path = ctx.path
         if path.endswith("/embeddings") or not (
             path.endswith("/chat/completions") or path.endswith("/completions")
@@ -74,7 +75,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return max_tokens
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="max_tokens",
     doc="Clamp `max_tokens` to a limit (or reject above it); set it when the caller did not.",
     params=frozen_map(
@@ -92,5 +93,5 @@ SPEC = ModuleSpec(
     ),
     roles=frozenset({REJECTS}),
     rejects_when=lambda params: params.get("action") == "reject",
-    factory=create,
+    create=create,
 )

@@ -13,18 +13,17 @@ the served name. Names match exactly; unmapped names pass untouched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import Param, frozen_map
+from ..dsl.value_types import Pairs
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
-from ..dsl.schema import ModuleSpec, Param, frozen_map
-from ..dsl.types import Pairs
-from ..runtime.context import RequestContext
 
-
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     mapping: dict[str, str] = {str(k): str(v) for k, v in params["map"]}
 
-    async def model_alias(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def model_alias(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         asked = ctx.model
         served = mapping.get(asked)
         if served is None or served == asked:
@@ -40,7 +39,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return model_alias
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="model_alias",
     doc="Rewrite requested model names, e.g. a stable alias to a dated model.",
     params=frozen_map(
@@ -53,5 +52,5 @@ SPEC = ModuleSpec(
         }
     ),
     renames_models=lambda params: {str(k): str(v) for k, v in params["map"]},
-    factory=create,
+    create=create,
 )

@@ -6,10 +6,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..dsl.schema import REJECTS, ModuleSpec, Param, frozen_map
-from ..dsl.types import INVALID_VALUE, Choice, ListOf, Text, ValueProblem
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..dsl.schema import REJECTS, Param, frozen_map
+from ..dsl.value_types import INVALID_VALUE, Choice, ListOf, Text, ValueProblem
 from ..exceptions import InvalidRequest
-from ..runtime.context import RequestContext
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 # Pattern families, from blatant to suspicious. `low` uses the first, `medium` the first two,
 # `high` all three: higher sensitivity catches more and flags more innocent text.
@@ -90,11 +92,11 @@ def caller_text(body: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     patterns = compile_patterns(params["sensitivity"], tuple(params["patterns"]))
     action = params["action"]
 
-    async def prompt_guard(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def prompt_guard(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         text = caller_text(ctx.body)
         hit = (
             next(((family, p) for family, p in patterns if p.search(text)), None) if text else None
@@ -119,7 +121,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return prompt_guard
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="prompt_guard",
     doc="Match prompts against injection patterns; `block` rejects, `flag` marks, `log` records.",
     params=frozen_map(
@@ -147,5 +149,5 @@ SPEC = ModuleSpec(
     roles=frozenset({REJECTS}),
     rejects_when=lambda params: params.get("action") == "block",
     validate=_validate,
-    factory=create,
+    create=create,
 )

@@ -30,10 +30,13 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..dsl.schema import REJECTS, ModuleSpec, Param, frozen_map
-from ..dsl.types import INVALID_VALUE, Choice, Rate, RateValue, ValueProblem
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..core.values import RateValue
+from ..dsl.schema import REJECTS, Param, frozen_map
+from ..dsl.value_types import INVALID_VALUE, Choice, Rate, ValueProblem
 from ..exceptions import AuthenticationFailed, RateLimited
-from ..runtime.context import RequestContext
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 from .cost_cap import estimate_prompt_tokens, max_output_tokens
 
 PRUNE_EVERY = 4096  # admissions between sweeps of idle, full buckets
@@ -129,7 +132,7 @@ def _validate(params: Mapping[str, Any]) -> list[ValueProblem]:
     return []
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     per = str(params["per"])
     limits = [
         Limit(kind, params[kind]) for kind in ("requests", "tokens") if params.get(kind) is not None
@@ -138,7 +141,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     tokens_limit = next((lim for lim in limits if lim.kind == "tokens"), None)
     state: Buckets = services.shared("rate_limit", Buckets)
 
-    async def rate_limit(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def rate_limit(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         if per == "key":
             owner = ctx.key_id
         elif per == "project":
@@ -224,7 +227,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return rate_limit
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="rate_limit",
     doc="Limit requests and tokens per minute; over the limit answers 429 with Retry-After.",
     params=frozen_map(
@@ -249,5 +252,5 @@ SPEC = ModuleSpec(
     roles=frozenset({REJECTS}),
     validate=_validate,
     needs_key=lambda params: params.get("per") == "key",
-    factory=create,
+    create=create,
 )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 
-from ..dsl.schema import ModuleSpec, Param, frozen_map
-from ..dsl.types import Boolean, Choice, ListOf
-from ..runtime.context import GatewayResponse, RequestContext
-from ..runtime.sse import DONE, EventSplitter, event, event_data
+from ..core.context import RequestContext
+from ..core.response import GatewayResponse
+from ..core.sse import DONE, EventSplitter, event, event_data
+from ..dsl.schema import Param, frozen_map
+from ..dsl.value_types import Boolean, Choice, ListOf
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 KINDS = ("email", "phone", "card", "api_key", "private_key", "ip")
 
@@ -162,11 +164,11 @@ async def _restore_stream(stream: AsyncIterator[bytes], redactor: Redactor) -> A
         yield rest
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     kinds = tuple(params["kinds"])
     restore = bool(params["restore"])
 
-    async def redact(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def redact(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         redactor = Redactor(kinds)
         body = copy.deepcopy(ctx.body)
         _map_texts(body, redactor.redact)
@@ -185,7 +187,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return redact
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="redact",
     doc="Replace emails, phone numbers, card numbers, keys and the like with placeholders.",
     params=frozen_map(
@@ -204,5 +206,5 @@ SPEC = ModuleSpec(
             ),
         }
     ),
-    factory=create,
+    create=create,
 )

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from ..dsl.schema import RECORDS, ModuleSpec, Param, frozen_map
-from ..dsl.types import Boolean, Size
-from ..runtime.context import RequestContext
-from ..runtime.env import resolve
+from ..core.context import RequestContext
+from ..core.env import resolve
+from ..core.response import GatewayResponse
+from ..dsl.schema import RECORDS, Param, frozen_map
+from ..dsl.value_types import Boolean, Size
 from ..store.money import to_pico
+from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
 
 # Credentials that must never be stored, even inside a recorded body.
 _TOKENS = re.compile(rb"\b(?:sk|pk|rk|sy)-[A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}")
@@ -94,7 +95,7 @@ def trace_row(ctx: RequestContext, bodies: bool, limit: int) -> tuple[Any, ...]:
     )
 
 
-def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped-def]
+def create(params: Params, services: ModuleServices) -> Module:
     bodies = bool(params["bodies"])
     limit = int(params["max_body"])
     store = services.store
@@ -102,7 +103,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     async def record(ctx: RequestContext) -> None:
         await store.add_trace(trace_row(ctx, bodies, limit))
 
-    async def trace(ctx: RequestContext, call_next):  # type: ignore[no-untyped-def]
+    async def trace(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         ctx.recorders.append(record)
         if bodies:
             ctx.keep_bodies = True
@@ -111,7 +112,7 @@ def create(params: Mapping[str, Any], services: Any):  # type: ignore[no-untyped
     return trace
 
 
-SPEC = ModuleSpec(
+SPEC = ModuleDefinition(
     name="trace",
     doc="Record a trace of every request (GET /api/lookout/traces).",
     params=frozen_map(
@@ -128,5 +129,5 @@ SPEC = ModuleSpec(
         }
     ),
     roles=frozenset({RECORDS}),
-    factory=create,
+    create=create,
 )

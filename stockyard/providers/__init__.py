@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 from ..dsl.schema import ProviderKind
 from . import anthropic, azure, gemini, mock, openai, presets
+from .base import Adapter
 
 # protocol -> adapter class: Adapter(spec, clients)
-ADAPTERS: Mapping[str, Any] = MappingProxyType(
+ADAPTERS: Mapping[str, type[Adapter]] = MappingProxyType(
     {
         "openai": openai.OpenAIAdapter,
         "azure": azure.AzureAdapter,

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..dsl.generation import ProviderSpec
+from ..core.context import RequestContext
+from ..core.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
-from ..dsl.types import Integer, Text
+from ..dsl.value_types import Integer, Text
 from ..exceptions import UpstreamFailure
-from ..runtime.context import RequestContext
 from .base import UpstreamRequest
 from .translate import (
     ChunkWriter,
@@ -32,7 +32,7 @@ from .translate import (
 )
 
 if TYPE_CHECKING:
-    from ..runtime.clients import HttpClients
+    from .clients import HttpClients
 
 KIND = ProviderKind(
     name="anthropic",

@@ -6,16 +6,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from ..dsl.generation import ProviderSpec
+from ..core.env import resolve
+from ..core.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
-from ..dsl.types import Pairs, Text
+from ..dsl.value_types import Pairs, Text
 from ..exceptions import UpstreamFailure
-from ..runtime.env import resolve
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream
 from .openai import OpenAIAdapter
 
 if TYPE_CHECKING:
-    from ..runtime.clients import HttpClients
+    from .clients import HttpClients
 
 KIND = ProviderKind(
     name="azure",

@@ -8,13 +8,16 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from ..dsl.generation import ProviderSpec
+from ..core.context import RequestContext
+from ..core.generation import ProviderSpec
 from ..exceptions import UpstreamFailure
-from ..runtime.context import RequestContext
+
+if TYPE_CHECKING:  # aiohttp is imported when a request is sent: `stockyard check` never needs it
+    from .clients import HttpClients
 
 
 @dataclass(slots=True)
@@ -55,9 +58,14 @@ class UpstreamStream:
 
 
 class Adapter(Protocol):
-    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream: ...
+    """One provider's adapter, made once per generation from its spec and the shared pools."""
 
-    async def aclose(self) -> None: ...
+    def __init__(self, spec: ProviderSpec, clients: HttpClients) -> None: ...
+
+    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
+        """One attempt: a whole answer, or a stream whose first chunk has arrived; raises
+        :class:`~stockyard.exceptions.UpstreamFailure` otherwise."""
+        ...
 
 
 MAX_RETRY_AFTER = 86_400.0  # a day: anything longer is as good as "not soon"

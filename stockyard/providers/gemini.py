@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import orjson
 
+from ..core.context import RequestContext
 from ..dsl.schema import ProviderKind
 from ..exceptions import UpstreamFailure
-from ..runtime.context import RequestContext
 from .base import UpstreamRequest
 from .translate import (
     ChunkWriter,

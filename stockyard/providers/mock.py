@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..dsl.generation import ProviderSpec
+from ..core.generation import ProviderSpec
+from ..core.sse import event
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
-from ..dsl.types import Duration, Number, Text
+from ..dsl.value_types import Duration, Number, Text
 from ..exceptions import UpstreamFailure
-from ..runtime.sse import event
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream
 
 if TYPE_CHECKING:
-    from ..runtime.clients import HttpClients
+    from .clients import HttpClients
 
 KIND = ProviderKind(
     name="mock",

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..dsl.generation import ProviderSpec
+from ..core.env import resolve
+from ..core.generation import ProviderSpec
+from ..core.sse import openai_stream
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
-from ..dsl.types import Text
+from ..dsl.value_types import Text
 from ..exceptions import UpstreamFailure
-from ..runtime.env import resolve
-from ..runtime.sse import openai_stream
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
 
 if TYPE_CHECKING:  # aiohttp is imported when a request is sent: `stockyard check` never needs it
     import aiohttp
 
-    from ..runtime.clients import HttpClients
+    from .clients import HttpClients
 
 # Response headers that describe the hop, not the payload, and are not passed back.
 HOP_HEADERS = frozenset(

@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from ..dsl.generation import ProviderSpec
+from ..core.context import RequestContext
+from ..core.env import resolve
+from ..core.generation import ProviderSpec
+from ..core.sse import DONE, EventSplitter, event
 from ..exceptions import UpstreamFailure
-from ..runtime.context import RequestContext
-from ..runtime.env import resolve
-from ..runtime.sse import DONE, EventSplitter, event
 from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
 from .openai import HOP_HEADERS, _chunks, _closer, connection_failure, timeout_failure
 
 if TYPE_CHECKING:  # aiohttp is imported when a request is sent: `stockyard check` never needs it
     import aiohttp
 
-    from ..runtime.clients import HttpClients
+    from .clients import HttpClients
 
 # --- failures ---------------------------------------------------------------------------------
 

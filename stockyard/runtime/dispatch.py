@@ -13,7 +13,10 @@ import re
 import time
 from collections.abc import Mapping
 
-from ..dsl.generation import HopSpec, ProviderSpec, RouteSpec, TierSpec
+from ..core.context import Attempt, RequestContext
+from ..core.env import resolve
+from ..core.generation import HopSpec, ProviderSpec, RouteSpec, TierSpec
+from ..core.response import GatewayResponse
 from ..exceptions import (
     GatewayError,
     RateLimited,
@@ -24,8 +27,6 @@ from ..exceptions import (
 )
 from ..providers.base import Adapter, Timeouts, UpstreamReply, UpstreamRequest
 from .breaker import Breakers
-from .context import Attempt, GatewayResponse, RequestContext
-from .env import resolve
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_CONNECT_TIMEOUT = 10.0

@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
+from ..core import sse
+from ..core.context import RequestContext, new_trace_id
+from ..core.response import GatewayResponse
 from ..exceptions import GatewayError, InvalidRequest, NoRoute, PayloadTooLarge
-from . import sse
-from .context import GatewayResponse, RequestContext, new_trace_id
 from .pipeline import ActiveGeneration
 from .records import finish
 

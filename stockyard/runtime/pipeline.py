@@ -4,23 +4,23 @@ onion wrapped once around the dispatcher. Requests then only call ``handlers[rou
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
-from ..dsl.generation import Generation, ModuleConfig
+from ..core.context import RequestContext
+from ..core.generation import Generation, ModuleConfig
+from ..core.response import GatewayResponse
 from ..exceptions import ConfigError
 from ..modules import REGISTRY
+from ..modules.base import Handler, Module
+from ..pricing import ModelPrice
 from ..providers import ADAPTERS
 from ..providers.base import Adapter
-from .context import GatewayResponse, RequestContext
 from .dispatch import Dispatcher
 from .records import price_overrides
+from .services import Services
 from .validate import validate
-
-Handler = Callable[[RequestContext], Awaitable[GatewayResponse]]
-Module = Callable[[RequestContext, Handler], Awaitable[GatewayResponse]]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ActiveGeneration:
     generation: Generation
     handlers: Mapping[str, Handler]
     adapters: Mapping[str, Adapter]
-    prices: Mapping[str, Any]  # `price` blocks as pricing overrides
+    prices: Mapping[str, ModelPrice]  # `price` blocks as pricing overrides
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -47,14 +47,11 @@ def _validated(dispatcher: Handler) -> Handler:
     return terminal
 
 
-def build_module(config: ModuleConfig, services: Any) -> Module:
-    spec = REGISTRY[config.name]
-    if spec.factory is None:
-        raise ConfigError(f"module `{config.name}` has no runtime implementation in this version")
-    return spec.factory(config.params, services)
+def build_module(config: ModuleConfig, services: Services) -> Module:
+    return REGISTRY[config.name].create(config.params, services)
 
 
-def activate(generation: Generation, services: Any) -> ActiveGeneration:
+def activate(generation: Generation, services: Services) -> ActiveGeneration:
     """Build adapters and handlers. Raises ConfigError when something cannot be served."""
     adapters: dict[str, Adapter] = {}
     for name, provider in generation.providers.items():
@@ -73,12 +70,11 @@ def activate(generation: Generation, services: Any) -> ActiveGeneration:
             Dispatcher(route, generation.providers, adapters, services.breakers)
         )
         for config in reversed(route.modules):
-            toggles = getattr(services, "toggles", None)
-            if toggles is not None:  # runtime overrides are applied here, not per request
-                enabled, params, _source = toggles.effective(route.name, config)
-                if not enabled:
-                    continue
-                config = ModuleConfig(config.name, params)
+            # runtime toggles are applied here, not per request
+            enabled, params, _source = services.toggles.effective(route.name, config)
+            if not enabled:
+                continue
+            config = ModuleConfig(config.name, params)
             handler = _wrap(build_module(config, services), handler)
         handlers[route.name] = handler
     return ActiveGeneration(

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from ..core.context import RequestContext
 from ..pricing import ModelPrice, cost, lookup
 from ..store.money import to_pico
 from ..store.spend import utc_day
-from .context import RequestContext
 
 log = logging.getLogger("stockyard.records")
 

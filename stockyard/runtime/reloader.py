@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..dsl import CheckOptions, CheckResult, check, collect_files, read_sources, render_text
+from ..catalog import check
+from ..dsl import CheckOptions, CheckResult, collect_files, read_sources, render_text
 from ..dsl.compiler import source_hash
 from ..dsl.diagnostics import Diagnostic, to_json
 from ..exceptions import ConfigError

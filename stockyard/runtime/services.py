@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 from ..keys import KeyRing
 from ..modules import REGISTRY
+from ..providers.clients import HttpClients
 from ..store.database import Store
 from .breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, Breakers
-from .clients import HttpClients
 from .metrics import Metrics
 from .toggles import Toggles
 

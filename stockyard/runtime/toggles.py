@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..dsl.generation import ModuleConfig
+from ..core.generation import ModuleConfig
 from ..dsl.schema import ModuleSpec
-from ..dsl.types import ValueProblem
+from ..dsl.value_types import ValueProblem
 from ..store.database import Store
 
 ALL_ROUTES = ""

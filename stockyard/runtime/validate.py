@@ -3,8 +3,8 @@ such as ``trace``, so a malformed request is recorded like any other rejection."
 
 from __future__ import annotations
 
+from ..core.context import RequestContext
 from ..exceptions import InvalidRequest
-from .context import RequestContext
 
 # Required fields per endpoint, beyond `model` (checked before routing).
 _REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...], str], ...]] = {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .types import EnvRef, RateValue
+from .values import EnvRef, RateValue
 
 PASSTHROUGH = "passthrough"
 

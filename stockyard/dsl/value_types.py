@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from . import ast, literals
-from .span import Span
+from ..core.span import Span
+from ..core.values import EnvRef, RateValue
+from . import literals, syntax
 from .suggest import did_you_mean
 
 
@@ -66,29 +66,6 @@ INVALID_VALUE = "SY109"
 OUT_OF_RANGE = "SY110"
 
 
-@dataclass(frozen=True, slots=True)
-class EnvRef:
-    """``env("NAME")``: read from the environment when the generation is built."""
-
-    name: str
-    span: Span | None = None
-
-    def __str__(self) -> str:
-        return f'env("{self.name}")'
-
-
-@dataclass(frozen=True, slots=True)
-class RateValue:
-    count: Decimal
-    per_seconds: int
-
-    def __str__(self) -> str:
-        unit = {1: "s", 60: "min", 3600: "h", 86400: "day"}.get(
-            self.per_seconds, f"{self.per_seconds}s"
-        )
-        return f"{self.count.normalize():f}/{unit}"
-
-
 class ValueType:
     """Base class. ``words`` completes "expected …" in messages."""
 
@@ -96,16 +73,20 @@ class ValueType:
     example = ""
     plural = ""  # "failover conditions": for "a list of …"; default: derived from `words`
 
-    def from_ast(self, value: ast.Value) -> Any:
+    def from_ast(self, value: syntax.Value) -> Any:
         raise NotImplementedError
 
     def from_json(self, value: Any) -> Any:
         raise NotImplementedError
 
-    def mismatch(self, value: ast.Value) -> ValueProblem:
-        found = ast.describe(value)
-        raw = f" `{value.raw}`" if isinstance(value, ast.Literal) and value.kind != "string" else ""
-        if isinstance(value, ast.Literal) and value.kind == "string":
+    def mismatch(self, value: syntax.Value) -> ValueProblem:
+        found = syntax.describe(value)
+        raw = (
+            f" `{value.raw}`"
+            if isinstance(value, syntax.Literal) and value.kind != "string"
+            else ""
+        )
+        if isinstance(value, syntax.Literal) and value.kind == "string":
             raw = f" {value.raw}"
         unquoted = self._unquoted(value)
         problem = ValueProblem(
@@ -119,17 +100,17 @@ class ValueType:
         problem.example = self.example
         return problem
 
-    def _unquoted(self, value: ast.Value) -> str | None:
+    def _unquoted(self, value: syntax.Value) -> str | None:
         """``"10m"`` where a duration is expected: the text would do without its quotes."""
-        if not (isinstance(value, ast.Literal) and value.kind == "string"):
+        if not (isinstance(value, syntax.Literal) and value.kind == "string"):
             return None
         text = value.text
         for kind, pattern in _UNQUOTED:
             if pattern.fullmatch(text):
-                bare: ast.Value = (
-                    ast.Ident(text, value.span)
+                bare: syntax.Value = (
+                    syntax.Ident(text, value.span)
                     if kind == "name"
-                    else ast.Literal(kind, text, value.span)
+                    else syntax.Literal(kind, text, value.span)
                 )
                 try:
                     self.from_ast(bare)
@@ -148,8 +129,8 @@ def _short(raw: str) -> str:
     return raw if len(raw) <= 24 else raw[:20] + "…"
 
 
-def _literal(value: ast.Value, *kinds: str) -> ast.Literal | None:
-    if isinstance(value, ast.Literal) and value.kind in kinds:
+def _literal(value: syntax.Value, *kinds: str) -> syntax.Literal | None:
+    if isinstance(value, syntax.Literal) and value.kind in kinds:
         return value
     return None
 
@@ -216,7 +197,7 @@ class Duration(ValueType):
             )
         return float(seconds)
 
-    def from_ast(self, value: ast.Value) -> float:
+    def from_ast(self, value: syntax.Value) -> float:
         lit = _literal(value, "duration")
         if lit is None:
             number = _literal(value, "number")
@@ -247,7 +228,7 @@ class Money(ValueType):
     words = "an amount of money"
     example = "$25"
 
-    def from_ast(self, value: ast.Value) -> Decimal:
+    def from_ast(self, value: syntax.Value) -> Decimal:
         lit = _literal(value, "money")
         if lit is None:
             number = _literal(value, "number")
@@ -281,7 +262,7 @@ class Price(ValueType):
     words = "a per-token price"
     example = "$0.15/1M"
 
-    def from_ast(self, value: ast.Value) -> Decimal:
+    def from_ast(self, value: syntax.Value) -> Decimal:
         lit = _literal(value, "money")
         if lit is None:
             raise self.mismatch(value)
@@ -321,7 +302,7 @@ class Rate(ValueType):
     words = "a rate"
     example = "60/min"
 
-    def from_ast(self, value: ast.Value) -> RateValue:
+    def from_ast(self, value: syntax.Value) -> RateValue:
         lit = _literal(value, "rate")
         if lit is None:
             number = _literal(value, "number")
@@ -357,7 +338,7 @@ class Size(ValueType):
     words = "a size"
     example = "10MiB"
 
-    def from_ast(self, value: ast.Value) -> int:
+    def from_ast(self, value: syntax.Value) -> int:
         lit = _literal(value, "size")
         if lit is None:
             raise self.mismatch(value)
@@ -379,7 +360,7 @@ class Integer(ValueType):
         self.minimum = minimum
         self.maximum = maximum
 
-    def from_ast(self, value: ast.Value) -> int:
+    def from_ast(self, value: syntax.Value) -> int:
         lit = _literal(value, "number")
         if lit is not None and "." in lit.raw:
             problem = ValueProblem(
@@ -413,7 +394,7 @@ class Number(ValueType):
         self.minimum = minimum
         self.maximum = maximum
 
-    def from_ast(self, value: ast.Value) -> Decimal:
+    def from_ast(self, value: syntax.Value) -> Decimal:
         lit = _literal(value, "number")
         if lit is None:
             raise self.mismatch(value)
@@ -449,10 +430,14 @@ class Choice(ValueType):
             did_you_mean(name, self.options) or f"use {self.words}",
         )
 
-    def from_ast(self, value: ast.Value) -> str:
-        if isinstance(value, ast.Ident):
+    def from_ast(self, value: syntax.Value) -> str:
+        if isinstance(value, syntax.Ident):
             return self._pick(value.name, value.span)
-        if isinstance(value, ast.Literal) and value.kind == "string" and value.text in self.options:
+        if (
+            isinstance(value, syntax.Literal)
+            and value.kind == "string"
+            and value.text in self.options
+        ):
             return value.text
         raise self.mismatch(value)
 
@@ -467,8 +452,8 @@ class Boolean(ValueType):
     example = "true"
     _WORDS = {"true": True, "false": False, "on": True, "off": False, "yes": True, "no": False}
 
-    def from_ast(self, value: ast.Value) -> bool:
-        if isinstance(value, ast.Ident) and value.name in self._WORDS:
+    def from_ast(self, value: syntax.Value) -> bool:
+        if isinstance(value, syntax.Ident) and value.name in self._WORDS:
             return self._WORDS[value.name]
         raise self.mismatch(value)
 
@@ -493,8 +478,8 @@ class Text(ValueType):
             raise ValueProblem(INVALID_VALUE, "this string must not be empty", span, "empty")
         return text
 
-    def from_ast(self, value: ast.Value) -> str | EnvRef:
-        if isinstance(value, ast.Literal) and value.kind == "string":
+    def from_ast(self, value: syntax.Value) -> str | EnvRef:
+        if isinstance(value, syntax.Literal) and value.kind == "string":
             return self.check_text(value.text, value.span)
         if self.allow_env:
             env = env_ref(value)
@@ -534,8 +519,8 @@ class Glob(Text):
     words = "a model name or pattern"
     example = '"gpt-4o*"'
 
-    def from_ast(self, value: ast.Value) -> str:
-        if isinstance(value, ast.Ident):
+    def from_ast(self, value: syntax.Value) -> str:
+        if isinstance(value, syntax.Ident):
             raise ValueProblem(
                 TYPE_MISMATCH,
                 f"model patterns are strings: found the bare name `{value.name}`",
@@ -552,9 +537,9 @@ class UrlPath(ValueType):
     words = "a path"
     example = "/v1/chat/completions"
 
-    def from_ast(self, value: ast.Value) -> str:
+    def from_ast(self, value: syntax.Value) -> str:
         if (
-            isinstance(value, ast.Literal)
+            isinstance(value, syntax.Literal)
             and value.kind in ("path", "string")
             and value.text.startswith("/")
         ):
@@ -573,10 +558,10 @@ class Secret(ValueType):
     words = '`passthrough`, `none` or `env("NAME")`'
     example = 'env("OPENAI_API_KEY")'
 
-    def from_ast(self, value: ast.Value) -> str | EnvRef | None:
-        if isinstance(value, ast.Ident) and value.name in ("passthrough", "none"):
+    def from_ast(self, value: syntax.Value) -> str | EnvRef | None:
+        if isinstance(value, syntax.Ident) and value.name in ("passthrough", "none"):
             return None if value.name == "none" else "passthrough"
-        if isinstance(value, ast.Ident):
+        if isinstance(value, syntax.Ident):
             raise ValueProblem(
                 INVALID_VALUE,
                 f"unknown key source `{value.name}`",
@@ -588,7 +573,7 @@ class Secret(ValueType):
         env = env_ref(value)
         if env is not None:
             return env
-        if isinstance(value, ast.Literal) and value.kind == "string":
+        if isinstance(value, syntax.Literal) and value.kind == "string":
             if value.text in ("passthrough", "none"):
                 raise self.mismatch(value)  # a key spelt like a keyword: surely the keyword
             return value.text  # the checker warns: a secret written into a file
@@ -598,19 +583,19 @@ class Secret(ValueType):
         raise self.json_mismatch(value)
 
 
-def env_ref(value: ast.Value) -> EnvRef | None:
+def env_ref(value: syntax.Value) -> EnvRef | None:
     """``env("NAME")`` → EnvRef; anything else → None. A malformed env call is a problem."""
-    if not (isinstance(value, ast.Call) and value.name.name == "env"):
+    if not (isinstance(value, syntax.Call) and value.name.name == "env"):
         return None
     args = value.arguments
     if (
         len(args) != 1
         or args[0].name is not None
-        or not isinstance(args[0].value, ast.Literal)
+        or not isinstance(args[0].value, syntax.Literal)
         or args[0].value.kind != "string"
     ):
         fix = 'write `env("NAME")`'
-        if len(args) == 1 and isinstance(args[0].value, ast.Ident):
+        if len(args) == 1 and isinstance(args[0].value, syntax.Ident):
             fix = f'put the name in quotes: `env("{args[0].value.name}")`'
         elif len(args) > 1:
             fix = 'give one variable: `env("NAME")`'
@@ -647,12 +632,12 @@ class ListOf(ValueType):
             return "the list is empty: give at least one item"
         return f"the list needs at least {self.min_items} items"
 
-    def from_ast(self, value: ast.Value) -> tuple[Any, ...]:
-        if not isinstance(value, ast.ListValue):
+    def from_ast(self, value: syntax.Value) -> tuple[Any, ...]:
+        if not isinstance(value, syntax.ListValue):
             raise self.mismatch(value)
         return self.items_from_ast(value.items, value.span)
 
-    def items_from_ast(self, items: Sequence[ast.Value], span: Span) -> tuple[Any, ...]:
+    def items_from_ast(self, items: Sequence[syntax.Value], span: Span) -> tuple[Any, ...]:
         if len(items) < self.min_items:
             problem = ValueProblem(INVALID_VALUE, self._too_few(), span, "too few items")
             problem.example = self.example  # the caller shows the whole attribute or call
@@ -684,12 +669,12 @@ class Condition(ValueType):
     example = "5xx"
     NAMES = ("timeout", "connect")
 
-    def from_ast(self, value: ast.Value) -> str:
-        if isinstance(value, ast.Literal) and value.kind == "status":
+    def from_ast(self, value: syntax.Value) -> str:
+        if isinstance(value, syntax.Literal) and value.kind == "status":
             return value.raw
-        if isinstance(value, ast.Literal) and value.kind == "number":
+        if isinstance(value, syntax.Literal) and value.kind == "number":
             return self._code(value.raw, value.span)
-        if isinstance(value, ast.Ident):
+        if isinstance(value, syntax.Ident):
             if value.name in self.NAMES:
                 return value.name
             raise ValueProblem(
@@ -741,18 +726,18 @@ class Pairs(ValueType):
         self.key = key or Text()
         self.value = value or Text()
 
-    def from_ast(self, value: ast.Value) -> tuple[tuple[Any, Any], ...]:
-        if not isinstance(value, ast.ListValue):
+    def from_ast(self, value: syntax.Value) -> tuple[tuple[Any, Any], ...]:
+        if not isinstance(value, syntax.ListValue):
             raise self.mismatch(value)
         pairs: list[tuple[Any, Any]] = []
         seen: set[Any] = set()
         problems: list[ValueProblem] = []
         for item in value.items:
             try:
-                if not (isinstance(item, ast.Chain) and len(item.steps) == 2):
+                if not (isinstance(item, syntax.Chain) and len(item.steps) == 2):
                     raise ValueProblem(
                         TYPE_MISMATCH,
-                        f'expected a pair `"from" -> "to"`, found {ast.describe(item)}',
+                        f'expected a pair `"from" -> "to"`, found {syntax.describe(item)}',
                         item.span,
                         "not a pair",
                         f"for example `{self.example}`",
@@ -807,10 +792,10 @@ class Word(ValueType):
     words = "a name"
     example = "openai"
 
-    def from_ast(self, value: ast.Value) -> str:
-        if isinstance(value, ast.Ident):
+    def from_ast(self, value: syntax.Value) -> str:
+        if isinstance(value, syntax.Ident):
             return value.name
-        if isinstance(value, ast.Literal) and value.kind == "string" and value.text:
+        if isinstance(value, syntax.Literal) and value.kind == "string" and value.text:
             return value.text
         raise self.mismatch(value)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from .span import Span
+from ..core.span import Span
 
 
 @dataclass(frozen=True, slots=True)

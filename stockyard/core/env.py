@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..dsl.types import EnvRef
+from .values import EnvRef
 
 
 def resolve(value: str | EnvRef | None) -> str | None:
