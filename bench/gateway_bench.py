@@ -262,7 +262,8 @@ def resolve_modules(choice: str, keep_missing: bool) -> tuple[list[str], list[st
         name = item.split("(", 1)[0].strip()
         if name not in REGISTRY:
             raise SystemExit(f"bench: unknown module `{name}` (known: {', '.join(REGISTRY)})")
-        if REGISTRY[name].factory is None and not keep_missing:
+        # Revisions before ModuleDefinition (every module has `create`) declared `factory`.
+        if getattr(REGISTRY[name], "factory", "create") is None and not keep_missing:
             dropped.append(name)
         else:
             used.append(item)
@@ -1220,7 +1221,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"gateway-{label}.json"
     if dropped:
         print(
-            f"bench: modules without a runtime implementation (no factory= in stockyard/modules/): "
+            f"bench: modules without a runtime implementation (no factory in stockyard/modules/): "
             f"{', '.join(dropped)}; benchmarking with modules [{', '.join(modules)}]",
             file=sys.stderr,
         )
