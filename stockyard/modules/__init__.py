@@ -2,46 +2,42 @@
 
 Each module file declares ``SPEC`` (a :class:`~stockyard.modules.base.ModuleDefinition`: its
 parameters and roles, which the checker and the runtime-override API validate against, and the
-factory the gateway builds it with).
+factory the gateway builds it with). Adding a module is its file plus its name in
+:data:`NAMES`; grammar/README.md ("Extending Stockyard") walks through one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import import_module
 from types import MappingProxyType
 
-from . import (
-    audit,
-    auth,
-    cache,
-    cost_cap,
-    headers,
-    ip_allow,
-    max_tokens,
-    model_alias,
-    prompt_guard,
-    rate_limit,
-    redact,
-    trace,
-)
 from .base import ModuleDefinition
 
-REGISTRY: Mapping[str, ModuleDefinition] = MappingProxyType(
-    {
-        spec.name: spec
-        for spec in (
-            auth.SPEC,
-            ip_allow.SPEC,
-            rate_limit.SPEC,
-            prompt_guard.SPEC,
-            redact.SPEC,
-            model_alias.SPEC,
-            max_tokens.SPEC,
-            cost_cap.SPEC,
-            cache.SPEC,
-            headers.SPEC,
-            trace.SPEC,
-            audit.SPEC,
-        )
-    }
+# The order is the order of the reference in grammar/README.md and of GET /api/proxy/modules.
+NAMES = (
+    "auth",
+    "ip_allow",
+    "rate_limit",
+    "prompt_guard",
+    "redact",
+    "model_alias",
+    "max_tokens",
+    "cost_cap",
+    "cache",
+    "headers",
+    "trace",
+    "audit",
 )
+
+
+def _load(name: str) -> ModuleDefinition:
+    spec = import_module(f"{__name__}.{name}").SPEC
+    if not isinstance(spec, ModuleDefinition) or spec.name != name:
+        raise TypeError(
+            f"stockyard/modules/{name}.py must declare SPEC = ModuleDefinition(name={name!r}, …)"
+        )
+    return spec
+
+
+REGISTRY: Mapping[str, ModuleDefinition] = MappingProxyType({name: _load(name) for name in NAMES})
