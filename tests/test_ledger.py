@@ -29,7 +29,7 @@ from stockyard.store.verify import head as cli_head
 from stockyard.store.verify import verify as file_verify
 
 from .harness import REPO, Gateway, provider
-from .test_records_support import get, ledger_events, wait_for
+from .records_support import get, ledger_events, wait_for
 
 N = 10_000
 RNG = random.Random(20261126)

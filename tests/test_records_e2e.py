@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from .harness import Behaviour, Gateway, Upstream, closed_url, provider
-from .test_records_support import (
+from .records_support import (
     PRICES,
     expected_cost,
     get,
@@ -29,7 +29,7 @@ from .test_records_support import (
     traces,
     wait_for,
 )
-from .test_records_support import wait_traces as _wait_traces
+from .records_support import wait_traces as _wait_traces
 
 CALLER_KEY = "caller-Qm4Vt8Xw2Lp6-not-sk-shaped"
 MESSAGES = [{"role": "user", "content": "hello"}]
