@@ -31,6 +31,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Tests wait on events, not on upper-bound clocks: a condition is polled until it holds, and
+# only this generous ceiling (far beyond any healthy run, even on a busy CI host) fails a test.
+CEILING = 30.0
+
+
+def eventually(predicate: Any, what: str, timeout: float = CEILING, interval: float = 0.02) -> Any:
+    """Poll ``predicate()`` until it returns something truthy, and return that; fail with
+    ``what`` (what was awaited) only when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not so after {timeout:g} s")
+        time.sleep(interval)
+
+
 def closed_url() -> str:
     """A base URL on a loopback port nothing listens on: connecting is refused."""
     return f"http://127.0.0.1:{free_port()}/v1"
