@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -47,6 +48,16 @@ def eventually(predicate: Any, what: str, timeout: float = CEILING, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: still not so after {timeout:g} s")
         time.sleep(interval)
+
+
+def overhead_ms(headers: Any, wall: float, upstream: float) -> float:
+    """``x-stockyard-overhead-ms``, checked: a finite, non-negative number of milliseconds that
+    leaves out the ``upstream`` seconds the provider took, so it fits in the client's ``wall``
+    seconds (measured around the whole request) with those taken away."""
+    value = float(headers["x-stockyard-overhead-ms"])
+    assert math.isfinite(value) and value >= 0, value
+    assert value + upstream * 1000 < wall * 1000, (value, upstream, wall)
+    return value
 
 
 def closed_url() -> str:

@@ -19,7 +19,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from .harness import Behaviour, Gateway, Upstream, closed_url, provider
+from .harness import Behaviour, Gateway, Upstream, closed_url, overhead_ms, provider
 from .records_support import (
     PRICES,
     expected_cost,
@@ -215,6 +215,25 @@ def test_non_stream_trace(gw: Gateway, ups: dict[str, Upstream]) -> None:
     full = detail(gw, tid)
     assert full["request_body"] is None and full["response_body"] is None  # bodies: false
     assert {k: v for k, v in full.items() if not k.endswith("_body")} == row
+
+
+def test_overhead_header_is_the_traced_overhead(gw: Gateway, ups: dict[str, Upstream]) -> None:
+    """The caller's `x-stockyard-overhead-ms` is the overhead the trace records, and neither
+    counts the provider's time."""
+    ups["primary"].default = Behaviour(delay=0.25)
+    started = time.monotonic()
+    raw = client(gw, "p-overhead").chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES
+    )
+    wall = time.monotonic() - started
+    raw.parse()
+    header = overhead_ms(raw.headers, wall, upstream=0.25)
+    (row,) = wait_traces(gw, "p-overhead", 1)
+    assert row["id"] == trace_id(raw)
+    assert row["overhead_ms"] == pytest.approx(header, abs=0.0011)  # both to the microsecond
+    assert row["overhead_ms"] + 250 < row["latency_ms"]  # the trace leaves it out too
+    (attempt,) = row["attempts"]
+    assert attempt["latency_ms"] >= 250
 
 
 @pytest.mark.parametrize("include_usage", [False, True])
