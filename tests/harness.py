@@ -81,6 +81,7 @@ class Behaviour:
     echo_auth: bool = False  # error bodies repeat the Authorization header they received
     usage: dict[str, Any] | None = None  # the usage reported instead of 11 + 7 tokens
     echo: bool = False  # the answer repeats the last message's content
+    hold: threading.Event | None = None  # the answer waits until the test sets this event
 
 
 @dataclass
@@ -187,6 +188,9 @@ class Upstream:
         if behaviour.delay and not await self._sleep_unless_gone(request, behaviour.delay):
             self._note_cancel(entry, epoch)
             return web.Response(status=499)
+        if behaviour.hold is not None and not await self._wait_unless_gone(request, behaviour.hold):
+            self._note_cancel(entry, epoch)
+            return web.Response(status=499)
         if behaviour.status >= 400:
             message = f"{self.name} says {behaviour.status}"
             if behaviour.echo_auth:
@@ -245,6 +249,16 @@ class Upstream:
             if transport is None or transport.is_closing():
                 return False
             await asyncio.sleep(min(left, 0.01))
+        return True
+
+    @staticmethod
+    async def _wait_unless_gone(request: web.Request, event: threading.Event) -> bool:
+        """Wait for ``event``; False as soon as the client closes the connection."""
+        while not event.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return False
+            await asyncio.sleep(0.01)
         return True
 
     async def _stream(

@@ -270,7 +270,8 @@ def test_the_dearest_hop_is_reserved(gw: Gateway, up: Upstream) -> None:
 def test_reservations_survive_a_reload(gw: Gateway, up: Upstream) -> None:
     """A request in flight holds its reservation across a reload: the cap ($0.005) has room
     for one reservation ($0.0039), so a second request is refused while the first runs."""
-    up.script = [Behaviour(delay=8.0)]
+    release = threading.Event()
+    up.script = [Behaviour(hold=release)]  # answers only when the test says so
     outcome: dict[str, Any] = {}
 
     def slow() -> None:
@@ -278,10 +279,13 @@ def test_reservations_survive_a_reload(gw: Gateway, up: Upstream) -> None:
 
     thread = threading.Thread(target=slow)
     thread.start()
-    assert up.wait_for(lambda u: u.count == 1)
-    reload_pipelines(gw, (gw.pipelines / "main.pipe").read_text() + "\n# reloaded\n")
-    refused(gw.client(), "slow-model")
-    assert thread.is_alive()  # refused while the first request was still in flight
+    try:
+        assert up.wait_for(lambda u: u.count == 1)
+        reload_pipelines(gw, (gw.pipelines / "main.pipe").read_text() + "\n# reloaded\n")
+        refused(gw.client(), "slow-model")
+        assert thread.is_alive()  # refused while the first request was still in flight
+    finally:
+        release.set()
     thread.join(30)
     trace = gw.trace(outcome["raw"].headers["x-stockyard-trace-id"])
     assert Decimal(trace["cost"]) == ACTUAL
