@@ -82,6 +82,7 @@ class Behaviour:
     usage: dict[str, Any] | None = None  # the usage reported instead of 11 + 7 tokens
     echo: bool = False  # the answer repeats the last message's content
     hold: threading.Event | None = None  # the answer waits until the test sets this event
+    hold_after_chunks: int | None = None  # a stream's hold: after N content chunks, not before
 
 
 @dataclass
@@ -188,7 +189,8 @@ class Upstream:
         if behaviour.delay and not await self._sleep_unless_gone(request, behaviour.delay):
             self._note_cancel(entry, epoch)
             return web.Response(status=499)
-        if behaviour.hold is not None and not await self._wait_unless_gone(request, behaviour.hold):
+        held = behaviour.hold if behaviour.hold_after_chunks is None else None
+        if held is not None and not await self._wait_unless_gone(request, held):
             self._note_cancel(entry, epoch)
             return web.Response(status=499)
         if behaviour.status >= 400:
@@ -321,6 +323,12 @@ class Upstream:
                     request, behaviour.chunk_delay
                 ):
                     raise ConnectionResetError("the client went away between chunks")
+                if (
+                    behaviour.hold is not None
+                    and index == behaviour.hold_after_chunks
+                    and not await self._wait_unless_gone(request, behaviour.hold)
+                ):
+                    raise ConnectionResetError("the client went away while the stream was held")
                 piece = word if index == 0 else " " + word
                 await response.write(
                     event(

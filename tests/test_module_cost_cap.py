@@ -314,14 +314,19 @@ def test_a_stream_holds_its_reservation_until_its_last_byte(gw: Gateway, up: Ups
     """The cap ($0.007) has room for one reservation ($0.0039) at a time: while a slow stream
     is being read, a second request is refused; once it has ended (settled at $0.0025), one
     more fits."""
-    up.script = [Behaviour(words=30, chunk_delay=0.1)]
+    release = threading.Event()
+    # the stream stops after its first words until the test has been refused
+    up.script = [Behaviour(words=30, hold=release, hold_after_chunks=2)]
     stream = gw.client().chat.completions.create(
         model="streamy-model", messages=MESSAGES, max_tokens=10, stream=True
     )
     chunks = iter(stream)
-    next(chunks)  # the answer has started: headers and the first chunk are out
-    error = refused(gw.client(), "streamy-model")
-    assert "$0.0039 reserved by requests in flight" in error.message
+    try:
+        next(chunks)  # the answer has started: headers and the first chunk are out
+        error = refused(gw.client(), "streamy-model")
+        assert "$0.0039 reserved by requests in flight" in error.message
+    finally:
+        release.set()
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.endswith("w29")
     trace = gw.trace(stream.response.headers["x-stockyard-trace-id"])
