@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -31,6 +32,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Tests wait on events, not on upper-bound clocks: a condition is polled until it holds, and
+# only this generous ceiling (far beyond any healthy run, even on a busy CI host) fails a test.
+CEILING = 30.0
+
+
+def eventually(predicate: Any, what: str, timeout: float = CEILING, interval: float = 0.02) -> Any:
+    """Poll ``predicate()`` until it returns something truthy, and return that; fail with
+    ``what`` (what was awaited) only when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not so after {timeout:g} s")
+        time.sleep(interval)
+
+
+def overhead_ms(headers: Any, wall: float, upstream: float) -> float:
+    """``x-stockyard-overhead-ms``, checked: a finite, non-negative number of milliseconds that
+    leaves out the ``upstream`` seconds the provider took, so it fits in the client's ``wall``
+    seconds (measured around the whole request) with those taken away."""
+    value = float(headers["x-stockyard-overhead-ms"])
+    assert math.isfinite(value) and value >= 0, value
+    assert value + upstream * 1000 < wall * 1000, (value, upstream, wall)
+    return value
+
+
 def closed_url() -> str:
     """A base URL on a loopback port nothing listens on: connecting is refused."""
     return f"http://127.0.0.1:{free_port()}/v1"
@@ -52,6 +81,8 @@ class Behaviour:
     echo_auth: bool = False  # error bodies repeat the Authorization header they received
     usage: dict[str, Any] | None = None  # the usage reported instead of 11 + 7 tokens
     echo: bool = False  # the answer repeats the last message's content
+    hold: threading.Event | None = None  # the answer waits until the test sets this event
+    hold_after_chunks: int | None = None  # a stream's hold: after N content chunks, not before
 
 
 @dataclass
@@ -158,6 +189,10 @@ class Upstream:
         if behaviour.delay and not await self._sleep_unless_gone(request, behaviour.delay):
             self._note_cancel(entry, epoch)
             return web.Response(status=499)
+        held = behaviour.hold if behaviour.hold_after_chunks is None else None
+        if held is not None and not await self._wait_unless_gone(request, held):
+            self._note_cancel(entry, epoch)
+            return web.Response(status=499)
         if behaviour.status >= 400:
             message = f"{self.name} says {behaviour.status}"
             if behaviour.echo_auth:
@@ -216,6 +251,16 @@ class Upstream:
             if transport is None or transport.is_closing():
                 return False
             await asyncio.sleep(min(left, 0.01))
+        return True
+
+    @staticmethod
+    async def _wait_unless_gone(request: web.Request, event: threading.Event) -> bool:
+        """Wait for ``event``; False as soon as the client closes the connection."""
+        while not event.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return False
+            await asyncio.sleep(0.01)
         return True
 
     async def _stream(
@@ -278,6 +323,12 @@ class Upstream:
                     request, behaviour.chunk_delay
                 ):
                     raise ConnectionResetError("the client went away between chunks")
+                if (
+                    behaviour.hold is not None
+                    and index == behaviour.hold_after_chunks
+                    and not await self._wait_unless_gone(request, behaviour.hold)
+                ):
+                    raise ConnectionResetError("the client went away while the stream was held")
                 piece = word if index == 0 else " " + word
                 await response.write(
                     event(

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .harness import Behaviour, Gateway, Upstream, provider, running_gateway
+from .harness import CEILING, Behaviour, Gateway, Upstream, provider, running_gateway
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -34,7 +34,9 @@ def pipe(up: Upstream) -> dict[str, str]:
 def test_sigterm_lets_inflight_stream_and_request_finish(tmp_path: Path, up: Upstream) -> None:
     up.reset()
     up.script = [Behaviour(words=8, chunk_delay=0.2)]  # the stream: ~1.6 s
-    with running_gateway(tmp_path, pipe(up)) as gw:
+    # a grace period far longer than the wait below: exiting at all shows the gateway left as
+    # soon as its work was done, not when the grace period ran out
+    with running_gateway(tmp_path, pipe(up), env={"STOCKYARD_GRACE": "300"}) as gw:
         plain: dict[str, object] = {}
 
         def slow_plain() -> None:
@@ -59,7 +61,6 @@ def test_sigterm_lets_inflight_stream_and_request_finish(tmp_path: Path, up: Ups
             thread = threading.Thread(target=slow_plain)
             thread.start()
             assert up.wait_for(lambda u: u.count == 2)
-            stopped_at = time.monotonic()
             gw.send_signal(signal.SIGTERM)
             rest = [line for line in lines if line]
         thread.join(10)
@@ -67,9 +68,8 @@ def test_sigterm_lets_inflight_stream_and_request_finish(tmp_path: Path, up: Ups
         assert rest[-1] == "data: [DONE]"
         assert sum("w" in line and "content" in line for line in rest) >= 7
         assert gw.process is not None
-        code = gw.process.wait(10)
+        code = gw.process.wait(CEILING)
         assert code == 0, gw.log()[-2000:]
-        assert time.monotonic() - stopped_at < 8
         # no longer listening
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{gw.url}/health", timeout=2)
@@ -77,7 +77,8 @@ def test_sigterm_lets_inflight_stream_and_request_finish(tmp_path: Path, up: Ups
 
 def test_grace_period_bounds_the_wait(tmp_path: Path, up: Upstream) -> None:
     up.reset()
-    up.script = [Behaviour(words=100, chunk_delay=0.1)]  # ~10 s: longer than the grace period
+    # ~120 s: far longer than the 1 s grace period and than the wait for the exit below
+    up.script = [Behaviour(words=1200, chunk_delay=0.1)]
     with running_gateway(tmp_path, pipe(up), env={"STOCKYARD_GRACE": "1"}) as gw:
         body = {"model": "m", "messages": MESSAGES, "stream": True}
         with httpx.stream(
@@ -88,15 +89,15 @@ def test_grace_period_bounds_the_wait(tmp_path: Path, up: Upstream) -> None:
             stopped_at = time.monotonic()
             gw.send_signal(signal.SIGTERM)
             assert gw.process is not None
-            code = gw.process.wait(10)
+            code = gw.process.wait(CEILING)
             waited = time.monotonic() - stopped_at
             with pytest.raises(httpx.HTTPError):
                 for line in lines:
                     assert line != "data: [DONE]"
         assert code == 0, gw.log()[-2000:]
-        assert 0.8 < waited < 6, waited
+        assert waited > 0.8, waited  # the stream had its grace period
         # the upstream request was not left running
-        assert up.wait_for(lambda u: u.cancelled == 1, timeout=5)
+        assert up.wait_for(lambda u: u.cancelled == 1, timeout=CEILING)
 
 
 def test_sigint_stops_too(tmp_path: Path, up: Upstream) -> None:

@@ -4,13 +4,14 @@ the real gateway to a real loopback upstream."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from .harness import Gateway, Upstream, provider, running_gateway
+from .harness import Behaviour, Gateway, Upstream, overhead_ms, provider, running_gateway
 
 KEY = "sk-caller-success-0123456789"
 
@@ -62,19 +63,22 @@ MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 def test_sync_chat(gw: Gateway, up: Upstream) -> None:
+    up.default = Behaviour(delay=0.25)  # provider time the overhead must leave out
+    started = time.monotonic()
     raw = sync_client(gw).chat.completions.with_raw_response.create(
         model="gpt-4o-mini",
         messages=MESSAGES,
         temperature=0.5,
         max_tokens=20,  # type: ignore[arg-type]
     )
+    wall = time.monotonic() - started
     completion = raw.parse()
     assert completion.choices[0].message.content == "primary answers gpt-4o-mini"
     assert completion.usage is not None and completion.usage.prompt_tokens == 11
     assert raw.headers["x-stockyard-route"] == "chat"
     assert raw.headers["x-stockyard-provider"] == "primary"
     assert len(raw.headers["x-stockyard-trace-id"]) == 24
-    assert float(raw.headers["x-stockyard-overhead-ms"]) >= 0
+    overhead_ms(raw.headers, wall, upstream=0.25)
     assert up.count == 1
     seen = up.received[0]
     assert seen.path == "/v1/chat/completions"

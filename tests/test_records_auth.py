@@ -28,7 +28,7 @@ from stockyard.app import create_app
 from stockyard.settings import Settings
 
 from .harness import REPO, Behaviour, Gateway, Upstream, free_port, provider
-from .test_records_support import ledger_events, traces, wait_for
+from .records_support import ledger_events, traces, wait_for
 
 ADMIN_KEY = "adm-Zk3Pq9Rt5Vw1Xy7"
 PROVIDER_KEY = "provtok-Lx8Nm2Bv6Cq4Df0"  # not sk-shaped: only an exact match can catch it

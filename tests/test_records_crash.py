@@ -22,7 +22,7 @@ import httpx
 from stockyard.store.database import Store
 
 from .harness import REPO, Gateway
-from .test_records_support import get
+from .records_support import get
 
 FLUSH_INTERVAL = Store("unused").flush_interval  # the default the gateway runs with
 PIPE = """

@@ -19,8 +19,8 @@ import openai
 import pytest
 from aiohttp import web
 
-from .harness import Behaviour, Gateway, Upstream, closed_url, provider
-from .test_records_support import (
+from .harness import Behaviour, Gateway, Upstream, closed_url, overhead_ms, provider
+from .records_support import (
     PRICES,
     expected_cost,
     get,
@@ -29,7 +29,7 @@ from .test_records_support import (
     traces,
     wait_for,
 )
-from .test_records_support import wait_traces as _wait_traces
+from .records_support import wait_traces as _wait_traces
 
 CALLER_KEY = "caller-Qm4Vt8Xw2Lp6-not-sk-shaped"
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -217,6 +217,25 @@ def test_non_stream_trace(gw: Gateway, ups: dict[str, Upstream]) -> None:
     assert {k: v for k, v in full.items() if not k.endswith("_body")} == row
 
 
+def test_overhead_header_is_the_traced_overhead(gw: Gateway, ups: dict[str, Upstream]) -> None:
+    """The caller's `x-stockyard-overhead-ms` is the overhead the trace records, and neither
+    counts the provider's time."""
+    ups["primary"].default = Behaviour(delay=0.25)
+    started = time.monotonic()
+    raw = client(gw, "p-overhead").chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES
+    )
+    wall = time.monotonic() - started
+    raw.parse()
+    header = overhead_ms(raw.headers, wall, upstream=0.25)
+    (row,) = wait_traces(gw, "p-overhead", 1)
+    assert row["id"] == trace_id(raw)
+    assert row["overhead_ms"] == pytest.approx(header, abs=0.0011)  # both to the microsecond
+    assert row["overhead_ms"] + 250 < row["latency_ms"]  # the trace leaves it out too
+    (attempt,) = row["attempts"]
+    assert attempt["latency_ms"] >= 250
+
+
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_stream_trace_uses_usage_from_the_stream(gw: Gateway, include_usage: bool) -> None:
     project = f"p-stream-{include_usage}"
@@ -252,7 +271,8 @@ def test_failover_lists_every_attempt(gw: Gateway, ups: dict[str, Upstream]) -> 
         ("secondary", "gpt-4o-mini", 200, "ok"),
     ]
     assert "503" in attempts[0]["error"] or "primary says 503" in attempts[0]["error"]
-    assert all(a["latency_ms"] >= 0 for a in attempts)
+    assert all(a["latency_ms"] > 0 for a in attempts)
+    assert sum(a["latency_ms"] for a in attempts) <= row["latency_ms"]  # attempts fit in it
     assert dollars(row) == MINI  # only the answer that was served is billed
 
 
@@ -630,7 +650,8 @@ def test_metrics_agree_with_the_traces(gw: Gateway) -> None:
         v for k, v in samples.items() if k.startswith("stockyard_request_duration_seconds_bucket")
     ]
     assert buckets == sorted(buckets)  # cumulative
-    assert samples["stockyard_store_queue_depth"] >= 0
+    depth = samples["stockyard_store_queue_depth"]
+    assert depth == depth.to_integral_value() and depth >= 0  # a count of queued records
     assert samples["stockyard_reloads_total"] >= 1
 
 

@@ -16,7 +16,7 @@ from stockyard.catalog import check_paths
 from stockyard.dsl import CheckOptions
 
 from .harness import REPO, Gateway, Upstream
-from .test_records_support import PRICES, expected_cost, get, ledger_events, wait_traces
+from .records_support import PRICES, expected_cost, get, ledger_events, wait_traces
 
 DEFAULT_PIPE = REPO / "pipelines" / "default.pipe"
 OFFLINE = REPO / "examples" / "offline"
