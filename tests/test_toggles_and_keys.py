@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -339,3 +342,40 @@ def test_keys_cli_reaches_a_running_gateway(tmp_path, upstream: Upstream) -> Non
         assert "key.create" in actions and "key.revoke" in actions
     finally:
         gateway.stop()
+
+
+def test_a_poll_in_flight_cannot_undo_a_toggle_written_meanwhile(tmp_path: Path) -> None:
+    """The poller's read of the database and an API write take turns: a read that began
+    before a DELETE must not put the deleted toggle back when it finishes (before the lock it
+    did, for one poll interval: seen as a module staying off after DELETE answered)."""
+    from stockyard.modules import REGISTRY
+    from stockyard.runtime.toggles import ALL_ROUTES, Toggles
+    from stockyard.store.database import Store
+
+    async def scenario() -> bool:
+        store = Store(tmp_path / "race.db")
+        await store.open()
+        try:
+            toggles = Toggles(REGISTRY)
+            await toggles.put(store, "trace", ALL_ROUTES, False, None, "test")
+            rows_read = asyncio.Event()
+            real_query = store.query
+
+            async def query_then_pause(sql: str, *args: Any) -> Any:
+                rows = await real_query(sql, *args)
+                if sql.lstrip().startswith("SELECT module"):
+                    rows_read.set()  # the poller holds rows read before the DELETE below
+                    await asyncio.sleep(0.2)  # and lets the DELETE run if nothing stops it
+                return rows
+
+            store.query = query_then_pause  # type: ignore[method-assign]
+            poll = asyncio.create_task(toggles.load(store))
+            await rows_read.wait()
+            await toggles.delete(store, "trace", ALL_ROUTES)
+            await poll
+            # Right after the poll, not one poll interval later: the toggle is gone.
+            return ("trace", ALL_ROUTES) in toggles.overrides
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) is False

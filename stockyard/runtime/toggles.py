@@ -8,6 +8,7 @@ Another process sharing the database notices a change by polling ``versions`` (<
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -96,9 +97,16 @@ class Toggles:
         self.registry = registry
         self.overrides: dict[tuple[str, str], Override] = {}
         self.version = -1
+        # Reading (the poller) and writing (the API) take turns: a read that started before a
+        # write would otherwise put back, when it finishes, what the write had just changed.
+        self._turn = asyncio.Lock()
 
     async def load(self, store: Store) -> bool:
         """Re-read overrides if another writer changed them. True when something changed."""
+        async with self._turn:
+            return await self._load(store)
+
+    async def _load(self, store: Store) -> bool:
         rows = await store.query("SELECT version FROM versions WHERE name = 'module_overrides'")
         version = rows[0][0] if rows else 0
         if version == self.version:
@@ -174,9 +182,10 @@ class Toggles:
                 "UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'"
             )
 
-        await store.call(write)
-        override = Override(module, route, enabled, params, now, actor)
-        self.overrides[(module, route)] = override
+        async with self._turn:
+            await store.call(write)
+            override = Override(module, route, enabled, params, now, actor)
+            self.overrides[(module, route)] = override
         return override
 
     async def delete(self, store: Store, module: str, route: str) -> Override | None:
@@ -188,7 +197,8 @@ class Toggles:
                 "UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'"
             )
 
-        previous = self.overrides.pop((module, route), None)
-        if previous is not None:
-            await store.call(write)
+        async with self._turn:
+            previous = self.overrides.pop((module, route), None)
+            if previous is not None:
+                await store.call(write)
         return previous
