@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Quart, g, jsonify
 
 from .api import cache as cache_api
@@ -41,9 +42,12 @@ class Stockyard:
         self._opened = False
         self._poller: asyncio.Task[None] | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            await self.gateway(scope, receive, send)
+            # The hot path reads the same ASGI objects as plain dicts, without the TypedDicts.
+            await self.gateway(cast(dict[str, Any], scope), cast(Any, receive), cast(Any, send))
         else:
             await self.api(scope, receive, send)
 

@@ -10,7 +10,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .store.ledger import append_sync
@@ -203,9 +203,7 @@ class KeyRing:
             await conn.execute(_BUMP)
 
         await store.call(write)
-        revoked = ApiKey(
-            *(now if f == "revoked_at" else getattr(record, f) for f in record.__dataclass_fields__)
-        )
+        revoked = replace(record, revoked_at=now)
         self.by_hash[record.hash] = revoked
         await store.add_event(
             "admin",

@@ -101,5 +101,5 @@ async def _run_server(app: Stockyard, settings: Settings) -> None:
             )
 
     announcer = loop.create_task(announce())
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=stop.wait)
     announcer.cancel()

@@ -40,22 +40,34 @@ class Settings:
     watch: bool = True
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def from_env(
+        cls,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        pipelines: Path | None = None,
+        db: Path | None = None,
+        max_body: int | None = None,
+        watch: bool | None = None,
+    ) -> Settings:
+        """Each argument given (not None) wins over its ``STOCKYARD_*`` variable."""
         env = os.environ
-        values: dict[str, object] = {
-            "host": env.get("STOCKYARD_HOST", DEFAULT_HOST),
-            "port": int(env.get("STOCKYARD_PORT", DEFAULT_PORT)),
-            "pipelines": Path(env["STOCKYARD_PIPELINES"])
-            if env.get("STOCKYARD_PIPELINES")
-            else None,
-            "db": Path(env.get("STOCKYARD_DB", "stockyard.db")),
-            "max_body": int(env.get("STOCKYARD_MAX_BODY", DEFAULT_MAX_BODY)),
-            "grace": float(env.get("STOCKYARD_GRACE", DEFAULT_GRACE)),
-            "admin_key": env.get("STOCKYARD_ADMIN_KEY") or None,
-            "watch": env.get("STOCKYARD_WATCH", "1") not in ("0", "false", "no"),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if values["pipelines"] is None:
+        if pipelines is None and env.get("STOCKYARD_PIPELINES"):
+            pipelines = Path(env["STOCKYARD_PIPELINES"])
+        if pipelines is None:
             local = Path("pipelines")
-            values["pipelines"] = local if local.is_dir() else shipped_pipelines()
-        return cls(**values)  # type: ignore[arg-type]
+            pipelines = local if local.is_dir() else shipped_pipelines()
+        return cls(
+            host=host if host is not None else env.get("STOCKYARD_HOST", DEFAULT_HOST),
+            port=port if port is not None else int(env.get("STOCKYARD_PORT", DEFAULT_PORT)),
+            pipelines=pipelines,
+            db=db if db is not None else Path(env.get("STOCKYARD_DB", "stockyard.db")),
+            max_body=max_body
+            if max_body is not None
+            else int(env.get("STOCKYARD_MAX_BODY", DEFAULT_MAX_BODY)),
+            grace=float(env.get("STOCKYARD_GRACE", DEFAULT_GRACE)),
+            admin_key=env.get("STOCKYARD_ADMIN_KEY") or None,
+            watch=watch
+            if watch is not None
+            else env.get("STOCKYARD_WATCH", "1") not in ("0", "false", "no"),
+        )

@@ -33,10 +33,15 @@ def api_error(status: int, message: str, code: str | None = None) -> Any:
     ), status
 
 
-def admin_guard(
-    admin_key: str | None,
-) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    def decorate(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+View = Callable[..., Awaitable[Any]]
+"""An admin endpoint: Quart passes the URL's parts as keyword arguments."""
+
+Guard = Callable[[View], View]
+"""Wraps a view so that only admin callers reach it (see :func:`admin_guard`)."""
+
+
+def admin_guard(admin_key: str | None) -> Guard:
+    def decorate(view: View) -> View:
         @wraps(view)
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             if admin_key is None:

@@ -19,6 +19,7 @@ from quart import Blueprint, g, jsonify, request
 from ..modules.cache import state
 from ..store.database import Store
 from ..store.money import dollars_text
+from .auth import Guard
 
 
 def _filters() -> tuple[str, list[Any], dict[str, str | None]]:
@@ -41,7 +42,7 @@ async def _committed(conn: Any) -> None:
     """Nothing: awaited through the writer, it returns once everything queued before is committed."""
 
 
-def blueprint(store: Store, services: Any, guard: Any) -> Blueprint:
+def blueprint(store: Store, services: Any, guard: Guard) -> Blueprint:
     bp = Blueprint("cache", __name__)
 
     @bp.get("/api/cache/stats")

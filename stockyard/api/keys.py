@@ -9,7 +9,7 @@ from quart import Blueprint, g, jsonify, request
 
 from ..keys import KeyRing
 from ..store.database import Store
-from .auth import api_error
+from .auth import Guard, api_error
 
 
 def _strings(value: Any, field: str) -> list[str] | str:
@@ -20,7 +20,7 @@ def _strings(value: Any, field: str) -> list[str] | str:
     return value
 
 
-def blueprint(store: Store, keys: KeyRing, guard: Any) -> Blueprint:
+def blueprint(store: Store, keys: KeyRing, guard: Guard) -> Blueprint:
     bp = Blueprint("keys", __name__)
 
     @bp.get("/api/keys")
@@ -42,10 +42,11 @@ def blueprint(store: Store, keys: KeyRing, guard: Any) -> Blueprint:
         if not isinstance(name, str):
             return api_error(400, "`name` must be a string")
         routes = _strings(body.get("routes"), "routes")
+        if isinstance(routes, str):  # the problem, in words
+            return api_error(400, routes)
         models = _strings(body.get("models"), "models")
-        for value in (routes, models):
-            if isinstance(value, str):
-                return api_error(400, value)
+        if isinstance(models, str):
+            return api_error(400, models)
         expires_at = body.get("expires_at")
         expires_in = body.get("expires_in")
         if expires_in is not None:
@@ -62,7 +63,7 @@ def blueprint(store: Store, keys: KeyRing, guard: Any) -> Blueprint:
             return api_error(400, "`expires_at` must be a Unix time")
         key, record = await keys.create(
             store, project.strip(), name, routes, models, expires_at, g.actor
-        )  # type: ignore[arg-type]
+        )
         return jsonify(
             {
                 "key": key,

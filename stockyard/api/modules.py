@@ -11,7 +11,7 @@ from ..modules import REGISTRY
 from ..runtime.reloader import Reloader
 from ..runtime.toggles import ALL_ROUTES, Toggles, check_params
 from ..store.database import Store
-from .auth import api_error
+from .auth import Guard, api_error
 
 
 def _describe(name: str, toggles: Toggles, reloader: Reloader) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def blueprint(
     toggles: Toggles,
     reloader: Reloader,
     rebuild: Callable[[], Awaitable[None]],
-    guard: Any,
+    guard: Guard,
 ) -> Blueprint:
     bp = Blueprint("modules", __name__)
 

@@ -11,7 +11,7 @@ from quart import Blueprint, jsonify, request
 from ..store.database import Store
 from ..store.ledger import row_to_event
 from ..store.money import dollars_text
-from .auth import api_error
+from .auth import Guard, api_error
 
 MAX_LIMIT = 500
 GROUPS = ("day", "project", "key_id", "route", "model", "provider")
@@ -37,7 +37,7 @@ def trace_json(row: sqlite3.Row, full: bool = False) -> dict[str, Any]:
     return data
 
 
-def blueprint(store: Store, guard: Any) -> Blueprint:
+def blueprint(store: Store, guard: Guard) -> Blueprint:
     bp = Blueprint("records", __name__)
 
     @bp.get("/api/lookout/traces")
@@ -46,7 +46,8 @@ def blueprint(store: Store, guard: Any) -> Blueprint:
         limit = _limit()
         if limit is None:
             return api_error(400, f"`limit` must be a whole number from 1 to {MAX_LIMIT}")
-        where, params = [], []
+        where: list[str] = []
+        params: list[str | int] = []
         for field in ("route", "model", "provider", "project"):
             value = request.args.get(field)
             if value:

@@ -63,7 +63,8 @@ class PriceLike(Protocol):
 @cache
 def table() -> dict[str, Any]:
     data = resources.files(__package__).joinpath("prices.json").read_text(encoding="utf-8")
-    return json.loads(data, parse_float=Decimal)
+    loaded: dict[str, Any] = json.loads(data, parse_float=Decimal)
+    return loaded
 
 
 def known_models() -> frozenset[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
 
 from ..core.context import RequestContext
 
@@ -49,7 +49,8 @@ class Metrics:
         self.latency_sum += seconds
         self.latency_count += 1
 
-    def render(self, extra: dict[str, Any]) -> str:
+    def render(self, extra: Mapping[str, tuple[str, str, int]]) -> str:
+        """The text format; ``extra`` adds families as name -> (kind, help, value)."""
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
@@ -68,8 +69,8 @@ class Metrics:
             "counter",
             "Requests that ended in an error, by route and status.",
         )
-        for (route, status), n in sorted(self.errors.items()):
-            out.append(f'stockyard_errors_total{{route="{_esc(route)}",status="{status}"}} {n}')
+        for (route, code), n in sorted(self.errors.items()):
+            out.append(f'stockyard_errors_total{{route="{_esc(route)}",status="{code}"}} {n}')
         family("stockyard_tokens_total", "counter", "Tokens, by route and kind.")
         for (route, kind), n in sorted(self.tokens.items()):
             out.append(f'stockyard_tokens_total{{route="{_esc(route)}",kind="{kind}"}} {n}')

@@ -80,14 +80,9 @@ def check_params(
     if not problems and spec.validate is not None:
         defaults = {n: p.default for n, p in spec.params.items() if not p.required}
         merged = defaults | dict(base or {}) | typed
-        for problem in spec.validate(merged):
+        for found in spec.validate(merged):
             problems.append(
-                {
-                    "code": problem.code,
-                    "param": None,
-                    "message": problem.message,
-                    "help": problem.help,
-                }
+                {"code": found.code, "param": None, "message": found.message, "help": found.help}
             )
     return typed, problems
 

@@ -71,7 +71,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     at once (a gateway and the CLI) cannot both apply it: the second waits, finds the tables
     there, and moves on.
     """
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > LATEST:
         path = conn.execute("PRAGMA database_list").fetchone()[2] or "the database"
         raise SchemaTooNew(
@@ -331,7 +331,7 @@ class Store:
                 f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
                 (last, page),
             ) as cursor:
-                rows = await cursor.fetchall()
+                rows = list(await cursor.fetchall())
             if not rows:
                 break
             for row in rows:
