@@ -112,6 +112,37 @@ def test_database_at_schema_1_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
     assert verdict["valid"] and verdict["events_checked"] == 2  # the chain continued
 
 
+def schema_3_database(path: Path) -> None:
+    """A database as the schema of migration 3 left it, with one runtime toggle stored (then
+    called a module override) and its change counter moved on."""
+    conn = sqlite3.connect(path)
+    script = "\n".join(sql for number, sql in MIGRATIONS if number <= 3)
+    conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = 3;\nCOMMIT;")
+    conn.execute(
+        "INSERT INTO module_overrides VALUES ('prompt_guard', '', 0, NULL, 1700000000.0, 'admin')"
+    )
+    conn.execute("UPDATE versions SET version = 7 WHERE name = 'module_overrides'")
+    conn.commit()
+    conn.close()
+
+
+def test_toggles_stored_by_schema_3_move_to_the_toggles_table(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    schema_3_database(old)
+    connect_sync(old).close()
+    assert user_version(old) == LATEST
+    assert "module_overrides" not in tables(old) and "toggles" in tables(old)
+    latest = tmp_path / "latest.db"
+    connect_sync(latest).close()
+    assert tables(old) == tables(latest)
+    with sqlite3.connect(old) as conn:
+        rows = conn.execute("SELECT module, route, enabled, params, actor FROM toggles").fetchall()
+        versions = dict(conn.execute("SELECT name, version FROM versions").fetchall())
+    conn.close()
+    assert rows == [("prompt_guard", "", 0, None, "admin")]
+    assert versions == {"api_keys": 0, "toggles": 7}  # the counter kept its value
+
+
 def test_database_at_version_0_without_tables_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     sqlite3.connect(path).close()

@@ -223,6 +223,25 @@ def test_another_process_sees_a_toggle(tmp_path, upstream: Upstream) -> None:  #
         first.stop()
 
 
+def test_a_toggle_stored_by_the_previous_schema_still_applies(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    """A database written before toggles had their own table name: the gateway migrates it at
+    start-up and the stored toggle keeps prompt_guard off, visible and removable."""
+    from .test_store import schema_3_database
+
+    schema_3_database(gateway.directory / "stockyard.db")
+    gateway.write("p.pipe", guarded_pipeline(upstream))
+    gateway.start()
+    assert ask(gateway, INJECTION) == 200
+    state = gateway.api("GET", "/api/proxy/modules/prompt_guard").json()
+    chat = next(r for r in state["routes"] if r["route"] == "chat")
+    assert chat["source"] == "override:all" and chat["effective"]["enabled"] is False
+    assert chat["override"]["actor"] == "admin"
+    assert gateway.api("DELETE", "/api/proxy/modules/prompt_guard").status_code == 200
+    assert ask(gateway, INJECTION) == 400
+
+
 # --- keys and the auth module -----------------------------------------------------------------
 
 
@@ -374,7 +393,7 @@ def test_a_poll_in_flight_cannot_undo_a_toggle_written_meanwhile(tmp_path: Path)
             await toggles.delete(store, "trace", ALL_ROUTES)
             await poll
             # Right after the poll, not one poll interval later: the toggle is gone.
-            return ("trace", ALL_ROUTES) in toggles.overrides
+            return ("trace", ALL_ROUTES) in toggles.stored
         finally:
             await store.close()
 

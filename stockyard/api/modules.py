@@ -1,4 +1,4 @@
-"""``/api/proxy/modules``: see and switch modules at runtime, per route or everywhere."""
+"""``/api/proxy/modules``: runtime toggles — see and switch modules, per route or everywhere."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _describe(name: str, toggles: Toggles, reloader: Reloader) -> dict[str, Any]
     declared_anywhere = False
     for route in current.generation.routes if current else ():
         config = next((m for m in route.modules if m.name == name), None)
-        override, source = toggles.override_for(name, route.name)
+        toggle, source = toggles.toggle_for(name, route.name)
         if config is None:
             routes.append(
                 {
@@ -29,7 +29,7 @@ def _describe(name: str, toggles: Toggles, reloader: Reloader) -> dict[str, Any]
                     "declared": False,
                     "effective": {"enabled": False},
                     "source": "pipeline",
-                    "override": override.to_json() if override else None,
+                    "override": toggle.to_json() if toggle else None,
                 }
             )
             continue
@@ -40,7 +40,7 @@ def _describe(name: str, toggles: Toggles, reloader: Reloader) -> dict[str, Any]
                 "route": route.name,
                 "declared": True,
                 "compiled": {"enabled": True, "params": _jsonable(config.params)},
-                "override": override.to_json() if override else None,
+                "override": toggle.to_json() if toggle else None,
                 "effective": {"enabled": enabled, "params": _jsonable(params)},
                 "source": source,
             }
@@ -48,7 +48,7 @@ def _describe(name: str, toggles: Toggles, reloader: Reloader) -> dict[str, Any]
     route_names = {r.name for r in current.generation.routes} if current else set()
     stale = [
         o.to_json() | {"problem": f"route `{o.route}` no longer exists"}
-        for (m, r), o in toggles.overrides.items()
+        for (m, r), o in toggles.stored.items()
         if m == name and r and r not in route_names
     ]
     return {
@@ -141,7 +141,7 @@ def blueprint(
         if params:
             problems: list[dict[str, Any]] = []
             targets = [r for r in declaring if not route or r.name == route]
-            for target in targets:  # the override must make sense on every route it lands on
+            for target in targets:  # the toggle must make sense on every route it lands on
                 config = next(m for m in target.modules if m.name == name)
                 _typed, problems = check_params(REGISTRY[name], params, config.params)
                 if problems:
@@ -158,8 +158,8 @@ def blueprint(
                         "diagnostics": problems,
                     }
                 ), 400
-        previous, _ = toggles.override_for(name, route)
-        override = await toggles.put(store, name, route, enabled, params, g.actor)
+        previous, _ = toggles.toggle_for(name, route)
+        toggle = await toggles.put(store, name, route, enabled, params, g.actor)
         await store.add_event(
             "admin",
             g.actor,
@@ -173,9 +173,7 @@ def blueprint(
             },
         )
         await rebuild()
-        return jsonify(
-            {"override": override.to_json(), "module": _describe(name, toggles, reloader)}
-        )
+        return jsonify({"override": toggle.to_json(), "module": _describe(name, toggles, reloader)})
 
     @bp.delete("/api/proxy/modules/<name>")
     @guard
@@ -186,7 +184,7 @@ def blueprint(
         removed = await toggles.delete(store, name, route)
         if removed is None:
             where = f"route `{route}`" if route else "all routes"
-            return api_error(404, f"no override of `{name}` for {where}")
+            return api_error(404, f"no toggle of `{name}` for {where}")
         await store.add_event(
             "admin",
             g.actor,

@@ -1,7 +1,7 @@
 """The module registry: one file per module, one line here per module.
 
 Each module file declares ``SPEC`` (a :class:`~stockyard.modules.base.ModuleDefinition`: its
-parameters and roles, which the checker and the runtime-override API validate against, and the
+parameters and roles, which the checker and the runtime toggles API validate against, and the
 factory the gateway builds it with). Adding a module is its file plus its name in
 :data:`NAMES`; grammar/README.md ("Extending Stockyard") walks through one.
 """

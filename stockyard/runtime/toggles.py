@@ -1,9 +1,15 @@
-"""Runtime module toggles: overrides of the compiled defaults, kept in SQLite.
+"""Runtime toggles: a module switched on or off, or retuned, while the gateway runs.
 
-Effective state of a module on a route = the route-specific override if any, else the
-all-routes override, else what the ``.pipe`` files say. Overrides are applied when handlers are
-built, so the request path pays nothing; a change rebuilds the current generation's handlers.
-Another process sharing the database notices a change by polling ``versions`` (< 1 s).
+A *toggle* is what ``PUT /api/proxy/modules/{name}`` stores (table ``toggles``): a module's
+``enabled`` and/or ``params`` for one route or for every route. Effective state of a module on a
+route = the route's toggle if any, else the all-routes toggle, else what the ``.pipe`` files
+say. The admin API shows a toggle as the route's ``override`` (of the compiled default), with
+``source`` ``override:route`` / ``override:all`` and ``stale_overrides``, and the ledger records
+``module.override`` / ``module.reset``: those names are the published API and stay.
+
+Toggles are applied when handlers are built, so the request path pays nothing; a change
+rebuilds the current generation's handlers. Another process sharing the database notices a
+change by polling ``versions`` (< 1 s).
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from ..dsl.value_types import ValueProblem
 from ..store.database import Store
 
 ALL_ROUTES = ""
+TABLE = "toggles"  # the table, and its row in ``versions``
+_BUMP = f"UPDATE versions SET version = version + 1 WHERE name = '{TABLE}'"
 
 
 @dataclass(frozen=True)
-class Override:
+class Toggle:
     module: str
     route: str  # ALL_ROUTES for every route
     enabled: bool | None
@@ -47,8 +55,8 @@ def check_params(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate JSON params against the module's schema: (typed values, problems).
 
-    ``base`` is what the override lands on (a route's compiled params); cross-parameter rules
-    are checked on the result, so a partial override of a valid configuration is accepted."""
+    ``base`` is what the toggle lands on (a route's compiled params); cross-parameter rules
+    are checked on the result, so a toggle changing part of a valid configuration is accepted."""
     typed: dict[str, Any] = {}
     problems: list[dict[str, Any]] = []
     for name, value in params.items():
@@ -88,29 +96,31 @@ def check_params(
 
 
 class Toggles:
+    """Every toggle, in memory, keyed by (module, route); written through to the database."""
+
     def __init__(self, registry: Mapping[str, ModuleSpec]) -> None:
         self.registry = registry
-        self.overrides: dict[tuple[str, str], Override] = {}
+        self.stored: dict[tuple[str, str], Toggle] = {}
         self.version = -1
         # Reading (the poller) and writing (the API) take turns: a read that started before a
         # write would otherwise put back, when it finishes, what the write had just changed.
         self._turn = asyncio.Lock()
 
     async def load(self, store: Store) -> bool:
-        """Re-read overrides if another writer changed them. True when something changed."""
+        """Re-read the toggles if another writer changed them. True when something changed."""
         async with self._turn:
             return await self._load(store)
 
     async def _load(self, store: Store) -> bool:
-        rows = await store.query("SELECT version FROM versions WHERE name = 'module_overrides'")
+        rows = await store.query(f"SELECT version FROM versions WHERE name = '{TABLE}'")
         version = rows[0][0] if rows else 0
         if version == self.version:
             return False
         rows = await store.query(
-            "SELECT module, route, enabled, params, updated_at, actor FROM module_overrides"
+            f"SELECT module, route, enabled, params, updated_at, actor FROM {TABLE}"
         )
-        self.overrides = {
-            (r[0], r[1]): Override(
+        self.stored = {
+            (r[0], r[1]): Toggle(
                 r[0],
                 r[1],
                 None if r[2] is None else bool(r[2]),
@@ -123,26 +133,28 @@ class Toggles:
         self.version = version
         return True
 
-    def override_for(self, module: str, route: str) -> tuple[Override | None, str]:
-        specific = self.overrides.get((module, route))
+    def toggle_for(self, module: str, route: str) -> tuple[Toggle | None, str]:
+        """The toggle that applies to ``module`` on ``route``, and the API's name for where the
+        effective state comes from."""
+        specific = self.stored.get((module, route))
         if specific is not None:
             return specific, "override:route"
-        general = self.overrides.get((module, ALL_ROUTES))
+        general = self.stored.get((module, ALL_ROUTES))
         if general is not None:
             return general, "override:all"
         return None, "pipeline"
 
     def effective(self, route: str, config: ModuleConfig) -> tuple[bool, dict[str, Any], str]:
         """(enabled, params, where it comes from) for one module of one route."""
-        override, source = self.override_for(config.name, route)
+        toggle, source = self.toggle_for(config.name, route)
         params = dict(config.params)
         enabled = True
-        if override is not None:
-            if override.enabled is not None:
-                enabled = override.enabled
-            if override.params:
+        if toggle is not None:
+            if toggle.enabled is not None:
+                enabled = toggle.enabled
+            if toggle.params:
                 spec = self.registry[config.name]
-                typed, problems = check_params(spec, override.params, config.params)
+                typed, problems = check_params(spec, toggle.params, config.params)
                 if not problems:
                     params.update(typed)
         return enabled, params, source
@@ -155,12 +167,12 @@ class Toggles:
         enabled: bool | None,
         params: Mapping[str, Any] | None,
         actor: str,
-    ) -> Override:
+    ) -> Toggle:
         now = time.time()
 
         async def write(conn: Any) -> None:
             await conn.execute(
-                "INSERT INTO module_overrides (module, route, enabled, params, updated_at, actor) "
+                f"INSERT INTO {TABLE} (module, route, enabled, params, updated_at, actor) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (module, route) DO UPDATE SET "
                 "enabled = excluded.enabled, params = excluded.params, "
                 "updated_at = excluded.updated_at, actor = excluded.actor",
@@ -173,27 +185,23 @@ class Toggles:
                     actor,
                 ),
             )
-            await conn.execute(
-                "UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'"
-            )
+            await conn.execute(_BUMP)
 
         async with self._turn:
             await store.call(write)
-            override = Override(module, route, enabled, params, now, actor)
-            self.overrides[(module, route)] = override
-        return override
+            toggle = Toggle(module, route, enabled, params, now, actor)
+            self.stored[(module, route)] = toggle
+        return toggle
 
-    async def delete(self, store: Store, module: str, route: str) -> Override | None:
+    async def delete(self, store: Store, module: str, route: str) -> Toggle | None:
         async def write(conn: Any) -> None:
             await conn.execute(
-                "DELETE FROM module_overrides WHERE module = ? AND route = ?", (module, route)
+                f"DELETE FROM {TABLE} WHERE module = ? AND route = ?", (module, route)
             )
-            await conn.execute(
-                "UPDATE versions SET version = version + 1 WHERE name = 'module_overrides'"
-            )
+            await conn.execute(_BUMP)
 
         async with self._turn:
-            previous = self.overrides.pop((module, route), None)
+            previous = self.stored.pop((module, route), None)
             if previous is not None:
                 await store.call(write)
         return previous

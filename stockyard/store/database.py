@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from .ledger import COLUMNS, Chain, Verifier, now_iso, row_to_event
+from .ledger import COLUMNS, Chain, Verifier, now_iso
 from .schema import LATEST, MIGRATIONS
 from .spend import SpendCounters
 
@@ -93,11 +93,25 @@ def migrate(conn: sqlite3.Connection) -> int:
     return version
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch the file to WAL (a no-op once it is). Switching needs the file to itself, and
+    SQLite answers "locked" at once rather than wait when another process opening the same
+    fresh file holds it, so wait here, briefly."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+
+
 def connect_sync(path: Path | str) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path))
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
+    _use_wal(conn)
+    conn.execute("PRAGMA synchronous=NORMAL")
     migrate(conn)
     return conn
 
@@ -342,6 +356,3 @@ class Store:
 
     def queue_depth(self) -> int:
         return self.queue.qsize()
-
-
-__all__ = ["Store", "connect_sync", "migrate", "row_to_event", "time"]

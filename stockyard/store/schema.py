@@ -141,6 +141,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX cache_expires ON cache(expires_at);
         """,
     ),
+    (
+        4,
+        """
+        -- One name for one concept: the runtime toggles (PUT /api/proxy/modules/{name}) were
+        -- stored as `module_overrides`. The rows, their key and their change counter move over.
+        ALTER TABLE module_overrides RENAME TO toggles;
+        UPDATE versions SET name = 'toggles' WHERE name = 'module_overrides';
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
