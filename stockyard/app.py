@@ -172,21 +172,7 @@ class Stockyard:
         @guard
         async def routes() -> Any:
             current = self.reloader.current
-            items = (
-                []
-                if current is None
-                else [
-                    {
-                        "name": r.name,
-                        "paths": list(r.paths),
-                        "models": list(r.models),
-                        "chain": r.chain_text(),
-                        "modules": [m.name for m in r.modules],
-                        "source": r.source,
-                    }
-                    for r in current.generation.routes
-                ]
-            )
+            items = [] if current is None else [r.to_json() for r in current.generation.routes]
             return jsonify({"routes": items})
 
         @app.get("/api/proxy/providers")

@@ -11,8 +11,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, remote
+
+if TYPE_CHECKING:  # the commands import what they use when they run: `check` starts fast
+    from .dsl import CheckResult
 
 DEFAULT_PIPELINES = "pipelines"
 
@@ -148,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     routes.add_argument("--format", choices=("text", "json"), default="text")
     routes.set_defaults(run=_routes, one_shot=True)
+
+    remote.add_commands(commands)
     return parser
 
 
@@ -285,7 +291,7 @@ def _ledger_head(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _keys_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _keys_db(args: argparse.Namespace) -> sqlite3.Connection:
     from .store.database import connect_sync
 
     return connect_sync(_db_path(args))
@@ -360,7 +366,7 @@ def _use_color(choice: str) -> bool:
     return sys.stdout.isatty()
 
 
-def _load(args: argparse.Namespace, check_env: bool = True):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace, check_env: bool = True) -> CheckResult | None:
     from .catalog import check_paths
     from .dsl import CheckOptions, SourceError, collect_files
 
@@ -418,7 +424,7 @@ def _routes(args: argparse.Namespace) -> int:
         return EXIT_ERRORS
     generation = result.generation
     if args.format == "json":
-        json.dump([_route_json(r) for r in generation.routes], sys.stdout, indent=2)
+        json.dump([r.to_json() for r in generation.routes], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
     rows = [("#", "ROUTE", "PATH", "MODELS", "CHAIN", "MODULES")]
@@ -443,22 +449,5 @@ def _routes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _route_json(route) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    return {
-        "name": route.name,
-        "paths": list(route.paths),
-        "models": list(route.models),
-        "chain": [
-            [{"provider": h.provider, "model": h.model, "weight": h.weight} for h in t.hops]
-            for t in route.chain
-        ],
-        "modules": [m.name for m in route.modules],
-        "source": route.source,
-    }
-
-
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
-
-
-__all__ = ["Path", "main"]

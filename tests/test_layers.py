@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dsl",),  # the language
     ("providers", "modules"),  # adapters and modules: siblings, never import each other
     ("runtime", "catalog"),  # the gateway, and the checker bound to this build's specs
-    ("api", "web", "app", "server", "cli", "__main__", "__init__"),
+    ("api", "web", "app", "server", "cli", "remote", "__main__", "__init__"),
 )
 SIBLINGS_APART = {frozenset({"providers", "modules"}), frozenset({"pricing", "store"})}
 LEAVES = {"core", "exceptions"}  # import nothing of ours outside themselves

@@ -146,6 +146,23 @@ class RouteSpec:
 
         return " -> ".join(" | ".join(hop(h) for h in tier.hops) for tier in self.chain)
 
+    def to_json(self) -> dict[str, Any]:
+        """The route as the admin API (``GET /api/proxy/routes``) and ``stockyard routes
+        --format json`` show it: ``chain`` is the tiers in failover order, each a list of hops;
+        ``chain_text`` the same as written in a ``.pipe`` file."""
+        return {
+            "name": self.name,
+            "paths": list(self.paths),
+            "models": list(self.models),
+            "chain": [
+                [{"provider": h.provider, "model": h.model, "weight": h.weight} for h in t.hops]
+                for t in self.chain
+            ],
+            "chain_text": self.chain_text(),
+            "modules": [m.name for m in self.modules],
+            "source": self.source,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Generation:
