@@ -19,6 +19,8 @@ from .api import keys as keys_api
 from .api import modules as modules_api
 from .api import records
 from .api.auth import admin_guard
+from .core.generation import PASSTHROUGH
+from .core.values import EnvRef
 from .runtime.gateway import Gateway
 from .runtime.reloader import Reloader
 from .runtime.services import Services
@@ -210,12 +212,12 @@ class Stockyard:
         return app
 
 
-def _key_source(api_key: Any) -> str:
+def _key_source(api_key: str | EnvRef | None) -> str:
     """Where a provider's key comes from — never the key itself."""
     if api_key is None:
         return "none"
-    if api_key == "passthrough":
-        return "passthrough"
+    if api_key == PASSTHROUGH:
+        return PASSTHROUGH
     if isinstance(api_key, str):
         return "literal"
     return f"env:{api_key.name}"

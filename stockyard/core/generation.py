@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .values import EnvRef, RateValue
+from .values import EnvRef
 
-PASSTHROUGH = "passthrough"
+PASSTHROUGH = "passthrough"  # ProviderSpec.api_key: forward the caller's own key
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,21 +179,3 @@ class Generation:
             if route.matches_model(model):
                 return route
         return None
-
-
-__all__ = [
-    "PASSTHROUGH",
-    "CapSpec",
-    "EnvRef",
-    "Generation",
-    "HopSpec",
-    "ModelMatcher",
-    "ModuleConfig",
-    "Policy",
-    "PriceSpec",
-    "ProviderSpec",
-    "RateValue",
-    "RouteSpec",
-    "TierSpec",
-    "glob_regex",
-]

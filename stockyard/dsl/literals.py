@@ -72,11 +72,6 @@ def size_bytes(raw: str) -> int:
     return int(Decimal(m.group(1)) * _SIZE_UNITS[m.group(2)])
 
 
-def status_class(raw: str) -> int:
-    """``5xx`` → 5."""
-    return int(raw[0])
-
-
 def format_money(amount: Decimal) -> str:
     text = format(amount.normalize(), "f")
     return f"${text}"

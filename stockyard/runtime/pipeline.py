@@ -3,9 +3,8 @@ onion wrapped once around the dispatcher. Requests then only call ``handlers[rou
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from ..core.context import RequestContext
@@ -29,7 +28,6 @@ class ActiveGeneration:
     handlers: Mapping[str, Handler]
     adapters: Mapping[str, Adapter]
     prices: Mapping[str, ModelPrice]  # `price` blocks as pricing overrides
-    loaded_at: float = field(default_factory=time.time)
 
 
 def _wrap(module: Module, call_next: Handler) -> Handler:
