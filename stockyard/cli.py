@@ -27,8 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stockyard",
         description="Stockyard: an LLM gateway configured by .pipe pipeline files.",
-        epilog="Without a command, runs `stockyard serve`. "
-        "Run `stockyard COMMAND --help` for a command's options.",
+        epilog="Without a command, runs `stockyard serve`. status, reload, toggles, module and "
+        "traces talk to a running gateway (--url or STOCKYARD_URL; --admin-key or "
+        "STOCKYARD_ADMIN_KEY). Run `stockyard COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"stockyard {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
