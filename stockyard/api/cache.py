@@ -17,6 +17,7 @@ from typing import Any
 from quart import Blueprint, g, jsonify, request
 
 from ..modules.cache import state
+from ..runtime.services import Services
 from ..store.database import Store
 from ..store.money import dollars_text
 from .auth import Guard
@@ -42,7 +43,7 @@ async def _committed(conn: Any) -> None:
     """Nothing: awaited through the writer, it returns once everything queued before is committed."""
 
 
-def blueprint(store: Store, services: Any, guard: Guard) -> Blueprint:
+def blueprint(store: Store, services: Services, guard: Guard) -> Blueprint:
     bp = Blueprint("cache", __name__)
 
     @bp.get("/api/cache/stats")
