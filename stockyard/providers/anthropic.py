@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..core.context import RequestContext
 from ..core.generation import ProviderSpec
+from ..core.usage import Usage
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.value_types import Integer, Text
 from ..exceptions import UpstreamFailure
 from .base import UpstreamRequest
+from .openai import caller_asked_usage
 from .translate import (
     ChunkWriter,
     TranslatingAdapter,
-    caller_asked_usage,
     choice,
     completion,
     content_parts,
@@ -261,10 +263,12 @@ class AnthropicStream:
     over, and ``first_token`` measures the wait for the model's first output.
     """
 
-    def __init__(self, ctx: RequestContext, model: str, name: str) -> None:
-        self.ctx = ctx
+    def __init__(
+        self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
+    ) -> None:
         self.model = model
         self.name = name
+        self.on_usage = on_usage
         self.with_usage = caller_asked_usage(ctx.body)
         self.writer: ChunkWriter | None = None
         self.usage: dict[str, Any] = {}
@@ -284,7 +288,7 @@ class AnthropicStream:
     def _usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
             self.usage.update({k: v for k, v in usage.items() if v is not None})
-            self.ctx.usage.update_from_openai(usage_to_openai(self.usage))
+            self.on_usage(Usage.from_openai(usage_to_openai(self.usage)))
 
     def feed(self, data: dict[str, Any], name: str | None) -> list[bytes]:
         kind = data.get("type") or name
@@ -347,7 +351,7 @@ class AnthropicStream:
             out.append(self.writer.done())
             return out
         if kind == "error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            error = data["error"] if isinstance(data.get("error"), dict) else {}
             kind = error.get("type") or "api_error"
             message = error.get("message") or kind
             raise UpstreamFailure(
@@ -393,10 +397,10 @@ class AnthropicAdapter(TranslatingAdapter):
         body["stream"] = request.stream
         return to_anthropic(body, request.model, self.max_tokens)
 
-    def reply(self, request: UpstreamRequest, data: Any) -> bytes:
-        body, usage = from_anthropic(data, request.model)
-        request.ctx.usage.update_from_openai(usage)
-        return body
+    def translate_answer(
+        self, request: UpstreamRequest, data: Any
+    ) -> tuple[bytes, dict[str, Any] | None]:
+        return from_anthropic(data, request.model)
 
     def translator(self, request: UpstreamRequest) -> AnthropicStream:
-        return AnthropicStream(request.ctx, request.model, self.name)
+        return AnthropicStream(request.ctx, request.model, self.name, request.on_usage)

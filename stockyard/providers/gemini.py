@@ -6,19 +6,21 @@ import base64
 import binascii
 import mimetypes
 import struct
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from ..core.context import RequestContext
+from ..core.usage import Usage
 from ..dsl.schema import ProviderKind
 from ..exceptions import UpstreamFailure
 from .base import UpstreamRequest
+from .openai import caller_asked_usage
 from .translate import (
     ChunkWriter,
     TranslatingAdapter,
-    caller_asked_usage,
     choice,
     completion,
     content_parts,
@@ -294,10 +296,12 @@ def from_gemini(data: dict[str, Any], model: str) -> tuple[bytes, dict[str, Any]
 class GeminiStream:
     """streamGenerateContent (alt=sse) events -> OpenAI chunks, one event at a time."""
 
-    def __init__(self, ctx: RequestContext, model: str, name: str) -> None:
-        self.ctx = ctx
+    def __init__(
+        self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
+    ) -> None:
         self.model = model
         self.name = name
+        self.on_usage = on_usage
         self.with_usage = caller_asked_usage(ctx.body)
         self.writer: ChunkWriter | None = None
         self.usage: dict[str, Any] | None = None
@@ -320,7 +324,7 @@ class GeminiStream:
         writer = self.writer
         if isinstance(data.get("usageMetadata"), dict):
             self.usage = usage_to_openai(data["usageMetadata"])
-            self.ctx.usage.update_from_openai(self.usage)
+            self.on_usage(Usage.from_openai(self.usage))
         out: list[bytes] = []
         candidates = data.get("candidates") or []
         if not candidates and (data.get("promptFeedback") or {}).get("blockReason"):
@@ -426,15 +430,13 @@ class GeminiAdapter(TranslatingAdapter):
             )
         return to_gemini(body)
 
-    def reply(self, request: UpstreamRequest, data: Any) -> bytes:
+    def translate_answer(
+        self, request: UpstreamRequest, data: Any
+    ) -> tuple[bytes, dict[str, Any] | None]:
         if request.endpoint == "embeddings":
             encoding = request.ctx.body.get("encoding_format")
-            body, usage = from_gemini_embeddings(data, request.model, encoding)
-        else:
-            body, usage = from_gemini(data, request.model)
-        if usage is not None:
-            request.ctx.usage.update_from_openai(usage)
-        return body
+            return from_gemini_embeddings(data, request.model, encoding)
+        return from_gemini(data, request.model)
 
     def translator(self, request: UpstreamRequest) -> GeminiStream:
-        return GeminiStream(request.ctx, request.model, self.name)
+        return GeminiStream(request.ctx, request.model, self.name, request.on_usage)
