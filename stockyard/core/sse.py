@@ -43,9 +43,9 @@ class EventSplitter:
         self._started = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:  # nothing to add, and a pending CR must still meet the next byte
+            return []
         if not self._started:  # a stream may start with a byte order mark, which is not data
-            if not chunk:
-                return []
             self._started = True
             chunk = chunk.removeprefix(_BOM)
         if self._cr:

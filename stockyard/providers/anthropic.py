@@ -14,9 +14,9 @@ from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.value_types import Integer, Text
 from ..exceptions import UpstreamFailure
 from .base import UpstreamRequest
-from .openai import caller_asked_usage
 from .translate import (
     ChunkWriter,
+    StreamTranslator,
     TranslatingAdapter,
     choice,
     completion,
@@ -254,7 +254,7 @@ def from_anthropic(data: dict[str, Any], model: str) -> tuple[bytes, dict[str, A
     return body, usage
 
 
-class AnthropicStream:
+class AnthropicStream(StreamTranslator):
     """Anthropic stream events -> OpenAI chunks, one event at a time.
 
     The role chunk waits for the first content block rather than going out with
@@ -266,11 +266,7 @@ class AnthropicStream:
     def __init__(
         self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
     ) -> None:
-        self.model = model
-        self.name = name
-        self.on_usage = on_usage
-        self.with_usage = caller_asked_usage(ctx.body)
-        self.writer: ChunkWriter | None = None
+        super().__init__(ctx, model, name, on_usage)
         self.usage: dict[str, Any] = {}
         self.tools: dict[int, int] = {}  # content block index -> tool call index
         self.led = False  # the role chunk was sent

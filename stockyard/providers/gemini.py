@@ -17,9 +17,9 @@ from ..core.usage import Usage
 from ..dsl.schema import ProviderKind
 from ..exceptions import UpstreamFailure
 from .base import UpstreamRequest
-from .openai import caller_asked_usage
 from .translate import (
     ChunkWriter,
+    StreamTranslator,
     TranslatingAdapter,
     choice,
     completion,
@@ -293,17 +293,13 @@ def from_gemini(data: dict[str, Any], model: str) -> tuple[bytes, dict[str, Any]
     return completion(ident, data.get("modelVersion") or model, choices, usage), usage
 
 
-class GeminiStream:
+class GeminiStream(StreamTranslator):
     """streamGenerateContent (alt=sse) events -> OpenAI chunks, one event at a time."""
 
     def __init__(
         self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
     ) -> None:
-        self.model = model
-        self.name = name
-        self.on_usage = on_usage
-        self.with_usage = caller_asked_usage(ctx.body)
-        self.writer: ChunkWriter | None = None
+        super().__init__(ctx, model, name, on_usage)
         self.usage: dict[str, Any] | None = None
         self.started: set[int] = set()
         self.finished: set[int] = set()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -20,6 +21,7 @@ from ..core.sse import DONE, event, parse_event
 from ..core.usage import Usage
 from ..exceptions import UpstreamFailure
 from .base import UpstreamReply, UpstreamRequest
+from .openai import caller_asked_usage
 from .transport import (
     Answer,
     HttpAdapter,
@@ -29,6 +31,7 @@ from .transport import (
 )
 
 if TYPE_CHECKING:
+    from ..core.context import RequestContext
     from ..core.generation import ProviderSpec
     from .clients import HttpClients
 
@@ -287,14 +290,25 @@ class ChunkWriter:
 # --- the exchange -----------------------------------------------------------------------------
 
 
-class StreamTranslator(Protocol):
+class StreamTranslator(ABC):
+    """A provider's stream events -> OpenAI chunks, one event at a time, for one stream."""
+
+    def __init__(
+        self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.on_usage = on_usage  # the usage so far, each time the provider says more
+        self.with_usage = caller_asked_usage(ctx.body)  # end with OpenAI's usage chunk
+        self.writer: ChunkWriter | None = None
+
+    @abstractmethod
     def feed(self, data: dict[str, Any], name: str | None) -> list[bytes]:
         """One provider event (its JSON, its ``event:`` name) -> OpenAI SSE events."""
-        ...
 
+    @abstractmethod
     def close(self) -> list[bytes]:
         """The provider's stream ended: the last OpenAI events, or raise if it was cut short."""
-        ...
 
 
 # What a translation may raise on an answer of a shape it did not expect: the provider's fault,

@@ -141,10 +141,9 @@ class HttpAdapter(Adapter):
         if not self.base_url:
             raise UpstreamFailure("connect", f"{self.name} {self.missing_base_url}")
         post = self.prepare(request)
-        if request.stream:
-            reader = StreamReader(self.decoder(request))
-            return await open_stream(self.clients, self.spec, request, post, reader)
-        return self.reply(request, await fetch(self.clients, self.spec, request, post))
+        reader = StreamReader(self.decoder(request)) if request.stream else None
+        result = await exchange(self.clients, self.spec, request, post, reader)
+        return self.reply(request, result) if isinstance(result, Answer) else result
 
 
 def apply_header_overrides(headers: dict[str, str], ctx: RequestContext) -> dict[str, str]:
@@ -159,41 +158,22 @@ def apply_header_overrides(headers: dict[str, str], ctx: RequestContext) -> dict
 # --- the exchange -------------------------------------------------------------------------------
 
 
-async def fetch(
-    clients: HttpClients, spec: ProviderSpec, request: UpstreamRequest, post: Post
-) -> Answer:
-    """A whole answer, which must arrive complete within the `total` timeout."""
-    answer = await _exchange(clients, spec, request, post, None)
-    assert isinstance(answer, Answer)
-    return answer
-
-
-async def open_stream(
-    clients: HttpClients,
-    spec: ProviderSpec,
-    request: UpstreamRequest,
-    post: Post,
-    reader: StreamReader,
-) -> UpstreamStream:
-    """A stream, returned once its first output is ready: an error the upstream reports before
-    any answer (an error event straight away) is still a failure the route can fail over on."""
-    stream = await _exchange(clients, spec, request, post, reader)
-    assert isinstance(stream, UpstreamStream)
-    return stream
-
-
-async def _exchange(
+async def exchange(
     clients: HttpClients,
     spec: ProviderSpec,
     request: UpstreamRequest,
     post: Post,
     reader: StreamReader | None,
 ) -> Answer | UpstreamStream:
-    """One attempt. Timeouts: `connect` bounds opening the connection. A plain request must
-    be answered completely within `total`. A stream must deliver its first output within
-    `first_token` (and `total`), counted from the request, headers included; after that,
-    `total` bounds each wait between chunks rather than the whole answer, which may stream
-    for as long as the model keeps producing."""
+    """One attempt: a whole answer (no ``reader``), or a stream (decoded by ``reader``)
+    returned once its first output is ready, so that an error the upstream reports before any
+    answer (an error event straight away) is still a failure the route can fail over on.
+
+    Timeouts: `connect` bounds opening the connection. A whole answer must arrive complete
+    within `total`. A stream must deliver its first output within `first_token` (and
+    `total`), counted from the request, headers included; after that, `total` bounds each wait
+    between chunks rather than the whole answer, which may stream for as long as the model
+    keeps producing."""
     import aiohttp
 
     name = spec.name
