@@ -287,7 +287,7 @@ class ChunkWriter:
         return event(DONE)
 
 
-# --- the exchange -----------------------------------------------------------------------------
+# --- the adapter: translated on the way in and out ------------------------------------------
 
 
 class StreamTranslator(ABC):
