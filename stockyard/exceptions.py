@@ -9,10 +9,12 @@ StockyardError
 │   ├── NoRoute                404
 │   ├── PayloadTooLarge        413
 │   ├── RateLimited            429
-│   ├── UpstreamError          502
+│   ├── BadGateway             502  the providers failed (the caller's view of it)
 │   ├── ServiceUnavailable     503
-│   └── UpstreamTimeout        504
-└── UpstreamFailure        one failed attempt at a provider (decides failover)
+│   └── GatewayTimeout         504  the providers did not answer in time
+└── UpstreamFailure        one failed attempt at a provider (providers -> dispatcher; decides
+                           retries and failover; the dispatcher turns the last into a
+                           GatewayError)
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class RateLimited(GatewayError):
     code = "rate_limited"
 
 
-class UpstreamError(GatewayError):
+class BadGateway(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
@@ -116,7 +118,7 @@ class ServiceUnavailable(GatewayError):
     code = "no_provider_available"
 
 
-class UpstreamTimeout(GatewayError):
+class GatewayTimeout(GatewayError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from .harness import Behaviour, Gateway, Received, Upstream
+from .harness import Behaviour, Gateway, Received, Upstream, sse_frame, write_sse
 
 
 @dataclass
@@ -302,7 +302,8 @@ class FakeAnthropic(FakeServer):
 
         async def send(name: str, data: dict[str, Any]) -> None:
             payload = {"type": name, **data}
-            await response.write(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())
+            event = sse_frame(say, ("event", name), ("data", json.dumps(payload)))
+            await write_sse(response, say, event)
 
         start_usage = {**usage, "output_tokens": 1}
         try:

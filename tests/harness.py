@@ -83,6 +83,32 @@ class Behaviour:
     echo: bool = False  # the answer repeats the last message's content
     hold: threading.Event | None = None  # the answer waits until the test sets this event
     hold_after_chunks: int | None = None  # a stream's hold: after N content chunks, not before
+    # How a stream is framed (all valid SSE): the line end ("\n", "\r\n" or "\r"), a space
+    # after `data:`/`event:` or not, a comment line in every event, each event in two writes
+    # (cut after its first CR, so that a CRLF spans two network chunks, else in the middle).
+    sse_line_end: str = "\n"
+    sse_space: bool = True
+    sse_comments: bool = False
+    sse_split: bool = False
+
+
+def sse_frame(behaviour: Behaviour, *fields: tuple[str, str]) -> bytes:
+    """One SSE event, ``(field, value)`` lines, in the behaviour's framing."""
+    end = behaviour.sse_line_end
+    space = " " if behaviour.sse_space else ""
+    lines = [": keep-alive"] if behaviour.sse_comments else []
+    lines += [f"{name}:{space}{value}" for name, value in fields]
+    return (end.join(lines) + end + end).encode()
+
+
+async def write_sse(response: web.StreamResponse, behaviour: Behaviour, event: bytes) -> None:
+    if not behaviour.sse_split:
+        await response.write(event)
+        return
+    cut = event.find(b"\r") + 1 or len(event) // 2
+    await response.write(event[:cut])
+    await asyncio.sleep(0.002)  # the halves arrive as separate reads
+    await response.write(event[cut:])
 
 
 @dataclass
@@ -288,7 +314,7 @@ class Upstream:
             words = [f"w{i}" for i in range(behaviour.words)]
 
         def event(payload: Any) -> bytes:
-            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+            return sse_frame(behaviour, ("data", json.dumps(payload)))
 
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         try:
@@ -296,7 +322,9 @@ class Upstream:
                 request, behaviour.first_chunk_delay
             ):
                 raise ConnectionResetError("the client went away before the first chunk")
-            await response.write(
+            await write_sse(
+                response,
+                behaviour,
                 event(
                     {
                         **base,
@@ -308,7 +336,7 @@ class Upstream:
                             }
                         ],
                     }
-                )
+                ),
             )
             with self._lock:
                 if epoch == self._epoch:
@@ -330,7 +358,9 @@ class Upstream:
                 ):
                     raise ConnectionResetError("the client went away while the stream was held")
                 piece = word if index == 0 else " " + word
-                await response.write(
+                await write_sse(
+                    response,
+                    behaviour,
                     event(
                         {
                             **base,
@@ -338,19 +368,21 @@ class Upstream:
                                 {"index": 0, "delta": {"content": piece}, "finish_reason": None}
                             ],
                         }
-                    )
+                    ),
                 )
                 with self._lock:
                     entry.chunks += 1
                     if epoch == self._epoch:
                         self.chunks_sent += 1
                         self.last_chunk_at = time.monotonic()
-            await response.write(
-                event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            await write_sse(
+                response,
+                behaviour,
+                event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
             )
             if include_usage:
-                await response.write(event({**base, "choices": [], "usage": usage}))
-            await response.write(b"data: [DONE]\n\n")
+                await write_sse(response, behaviour, event({**base, "choices": [], "usage": usage}))
+            await write_sse(response, behaviour, sse_frame(behaviour, ("data", "[DONE]")))
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             self._note_cancel(entry, epoch)

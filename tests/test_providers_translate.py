@@ -4,28 +4,26 @@ adapters share, and the event-by-event stream translation of the translating exc
 from __future__ import annotations
 
 import json
-from types import MappingProxyType
 from typing import Any
 
 import pytest
 
-from stockyard.core.generation import ProviderSpec
-from stockyard.core.sse import EventSplitter
+from stockyard.core.sse import Event, parse_event
 from stockyard.core.usage import Usage
 from stockyard.exceptions import UpstreamFailure
-from stockyard.providers.anthropic import AnthropicAdapter, AnthropicStream
-from stockyard.providers.clients import HttpClients
+from stockyard.providers.anthropic import AnthropicStream
 from stockyard.providers.translate import (
     ChunkWriter,
+    TranslatedEvents,
     content_parts,
     max_tokens_of,
     openai_usage,
     parse_data_url,
-    sse_event,
     stop_sequences,
     tool_arguments,
     tool_choice_of,
 )
+from stockyard.providers.transport import StreamReader
 
 
 def test_parse_data_url() -> None:
@@ -93,31 +91,22 @@ def test_chunk_writer() -> None:
 
 
 def test_sse_event() -> None:
-    assert sse_event(b'event: ping\ndata: {"type": "ping"}\n\n') == ("ping", b'{"type": "ping"}')
-    assert sse_event(b"data:a\ndata: b\n\n") == (None, b"a\nb")
-    assert sse_event(b": comment\n\n") == (None, None)
+    assert parse_event(b'event: ping\ndata: {"type": "ping"}\n\n') == Event(
+        "ping", b'{"type": "ping"}'
+    )
+    assert parse_event(b"data:a\ndata: b\n\n") == (None, b"a\nb")
+    assert parse_event(b": comment\n\n") == (None, None)
 
 
 class _Ctx:
     body: dict[str, Any] = {}
-    usage = Usage()
 
 
-def _adapter() -> AnthropicAdapter:
-    spec = ProviderSpec(
-        name="claude",
-        kind="anthropic",
-        protocol="anthropic",
-        base_url="http://127.0.0.1:9/v1",
-        api_key=None,
-        timeout=None,
-        connect_timeout=None,
-        max_connections=None,
-        headers=(),
-        options=MappingProxyType({}),
-        source="",
-    )
-    return AnthropicAdapter(spec, HttpClients())
+def _reader() -> tuple[StreamReader, AnthropicStream, list[Usage]]:
+    """What the transport runs for one Anthropic stream, and the usage it reports."""
+    reported: list[Usage] = []
+    translator = AnthropicStream(_Ctx(), "m", "claude", reported.append)  # type: ignore[arg-type]
+    return StreamReader(TranslatedEvents(translator, "claude")), translator, reported
 
 
 def _event(name: str, **data: Any) -> bytes:
@@ -125,9 +114,7 @@ def _event(name: str, **data: Any) -> bytes:
 
 
 def test_events_before_an_error_in_the_same_read_are_still_sent() -> None:
-    adapter = _adapter()
-    translator = AnthropicStream(_Ctx(), "m", "claude")  # type: ignore[arg-type]
-    splitter = EventSplitter()
+    reader, _, reported = _reader()
     chunk = (
         _event("message_start", message={"id": "msg_1", "usage": {"input_tokens": 3}})
         + _event("content_block_start", index=0, content_block={"type": "text", "text": ""})
@@ -135,22 +122,21 @@ def test_events_before_an_error_in_the_same_read_are_still_sent() -> None:
         + _event("error", error={"type": "overloaded_error", "message": "Overloaded"})
         + _event("content_block_delta", index=0, delta={"type": "text_delta", "text": "!"})
     )
-    out, failure = adapter._feed(translator, splitter, chunk)
+    out, failure = reader.feed(chunk)
     assert [json.loads(o[6:])["choices"][0]["delta"] for o in out] == [
         {"role": "assistant", "content": ""},
         {"content": "Hi"},
     ]
     assert failure is not None and failure.status == 529 and "Overloaded" in failure.message
+    assert [u.prompt_tokens for u in reported] == [3]  # reported, not written to the context
 
 
 def test_an_event_split_across_reads_is_translated_once_whole() -> None:
-    adapter = _adapter()
-    translator = AnthropicStream(_Ctx(), "m", "claude")  # type: ignore[arg-type]
-    splitter = EventSplitter()
+    reader, translator, _ = _reader()
     whole = _event("content_block_delta", index=0, delta={"type": "text_delta", "text": "yes"})
-    first, _ = adapter._feed(translator, splitter, whole[:20])
+    first, _ = reader.feed(whole[:20])
     assert first == []
-    rest, failure = adapter._feed(translator, splitter, whole[20:])
+    rest, failure = reader.feed(whole[20:])
     assert failure is None and [json.loads(o[6:])["choices"][0]["delta"] for o in rest] == [
         {"role": "assistant", "content": ""},
         {"content": "yes"},

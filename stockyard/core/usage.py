@@ -14,6 +14,13 @@ class Usage:
     reasoning_tokens: int = 0
     known: bool = False
 
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any]) -> Usage:
+        """The counts of an OpenAI ``usage`` object."""
+        counted = cls()
+        counted.update_from_openai(usage)
+        return counted
+
     def update_from_openai(self, usage: dict[str, Any] | None) -> None:
         if not isinstance(usage, dict):
             return

@@ -47,6 +47,7 @@ import orjson
 
 from ..core.context import RequestContext
 from ..core.response import GatewayResponse
+from ..core.sse import DONE, parse_event, split_events
 from ..dsl.schema import SERVES, Param, frozen_map
 from ..dsl.value_types import Boolean, Duration, Integer
 from ..store.money import dollars_text, to_pico
@@ -61,7 +62,7 @@ IGNORED = frozenset(
      "prompt_cache_key", "prompt_cache_retention", "service_tier"}
 )  # fmt: skip
 MAX_ENTRY_BYTES = 8 * 1024 * 1024  # larger answers are passed on, not stored
-_ERROR_EVENT = re.compile(rb'(?:^|\n)data:[ \t]*\{\s*"error"\s*:')
+_ERROR_DATA = re.compile(rb'\s*\{\s*"error"\s*:')  # an event whose data is an error object
 _SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 _INSERT = (
     "INSERT OR REPLACE INTO cache (key, project, route, model, stream, status, content_type, "
@@ -278,18 +279,21 @@ def state(services: Any) -> CacheState:
 
 
 def _stream_complete(body: bytes, path: str) -> bool:
-    if _ERROR_EVENT.search(body):
-        return False
+    events = split_events(body)
+    for raw in events:
+        if b'"error"' in raw:  # cheap test first: only these can be error events
+            data = parse_event(raw).data
+            if data is not None and _ERROR_DATA.match(data):
+                return False
     if path.endswith(("/chat/completions", "/completions")):
-        return body.rstrip().endswith(b"data: [DONE]")
+        return bool(events) and parse_event(events[-1]).data == DONE
     return True
 
 
 async def _replay(body: bytes) -> AsyncIterator[bytes]:
     """The stored SSE bytes, one event per chunk, as they were first sent."""
-    for part in body.replace(b"\r\n", b"\n").split(b"\n\n"):
-        if part.strip():
-            yield part + b"\n\n"
+    for raw in split_events(body):
+        yield raw
 
 
 class _Tee:

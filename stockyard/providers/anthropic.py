@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..core.context import RequestContext
 from ..core.generation import ProviderSpec
+from ..core.usage import Usage
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.value_types import Integer, Text
 from ..exceptions import UpstreamFailure
 from .base import UpstreamRequest
 from .translate import (
     ChunkWriter,
+    StreamTranslator,
     TranslatingAdapter,
-    caller_asked_usage,
     choice,
     completion,
     content_parts,
@@ -252,7 +254,7 @@ def from_anthropic(data: dict[str, Any], model: str) -> tuple[bytes, dict[str, A
     return body, usage
 
 
-class AnthropicStream:
+class AnthropicStream(StreamTranslator):
     """Anthropic stream events -> OpenAI chunks, one event at a time.
 
     The role chunk waits for the first content block rather than going out with
@@ -261,12 +263,10 @@ class AnthropicStream:
     over, and ``first_token`` measures the wait for the model's first output.
     """
 
-    def __init__(self, ctx: RequestContext, model: str, name: str) -> None:
-        self.ctx = ctx
-        self.model = model
-        self.name = name
-        self.with_usage = caller_asked_usage(ctx.body)
-        self.writer: ChunkWriter | None = None
+    def __init__(
+        self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
+    ) -> None:
+        super().__init__(ctx, model, name, on_usage)
         self.usage: dict[str, Any] = {}
         self.tools: dict[int, int] = {}  # content block index -> tool call index
         self.led = False  # the role chunk was sent
@@ -284,7 +284,7 @@ class AnthropicStream:
     def _usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
             self.usage.update({k: v for k, v in usage.items() if v is not None})
-            self.ctx.usage.update_from_openai(usage_to_openai(self.usage))
+            self.on_usage(Usage.from_openai(usage_to_openai(self.usage)))
 
     def feed(self, data: dict[str, Any], name: str | None) -> list[bytes]:
         kind = data.get("type") or name
@@ -347,7 +347,7 @@ class AnthropicStream:
             out.append(self.writer.done())
             return out
         if kind == "error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            error = data["error"] if isinstance(data.get("error"), dict) else {}
             kind = error.get("type") or "api_error"
             message = error.get("message") or kind
             raise UpstreamFailure(
@@ -393,10 +393,10 @@ class AnthropicAdapter(TranslatingAdapter):
         body["stream"] = request.stream
         return to_anthropic(body, request.model, self.max_tokens)
 
-    def reply(self, request: UpstreamRequest, data: Any) -> bytes:
-        body, usage = from_anthropic(data, request.model)
-        request.ctx.usage.update_from_openai(usage)
-        return body
+    def translate_answer(
+        self, request: UpstreamRequest, data: Any
+    ) -> tuple[bytes, dict[str, Any] | None]:
+        return from_anthropic(data, request.model)
 
     def translator(self, request: UpstreamRequest) -> AnthropicStream:
-        return AnthropicStream(request.ctx, request.model, self.name)
+        return AnthropicStream(request.ctx, request.model, self.name, request.on_usage)

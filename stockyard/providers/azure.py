@@ -10,8 +10,7 @@ from ..core.env import resolve
 from ..core.generation import ProviderSpec
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.value_types import Pairs, Text
-from ..exceptions import UpstreamFailure
-from .base import UpstreamReply, UpstreamRequest, UpstreamStream
+from .base import UpstreamRequest
 from .openai import OpenAIAdapter
 
 if TYPE_CHECKING:
@@ -48,6 +47,8 @@ class AzureAdapter(OpenAIAdapter):
     {endpoint path}?api-version=…`` with the key in an ``api-key`` header. The deployment is
     the model's entry in ``deployments``, else the model name itself."""
 
+    missing_base_url = "has no endpoint (`base_url`; is its variable set?)"
+
     def __init__(self, spec: ProviderSpec, clients: HttpClients) -> None:
         super().__init__(spec, clients)
         # no fallback to OpenAI's address: an unset endpoint must not send the key elsewhere
@@ -73,10 +74,3 @@ class AzureAdapter(OpenAIAdapter):
         if request.api_key and "api-key" not in overridden:
             headers["api-key"] = request.api_key
         return headers
-
-    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
-        if not self.base_url:
-            raise UpstreamFailure(
-                "connect", f"{self.spec.name} has no endpoint (`base_url`; is its variable set?)"
-            )
-        return await super().send(request)

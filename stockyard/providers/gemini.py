@@ -6,19 +6,21 @@ import base64
 import binascii
 import mimetypes
 import struct
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from ..core.context import RequestContext
+from ..core.usage import Usage
 from ..dsl.schema import ProviderKind
 from ..exceptions import UpstreamFailure
 from .base import UpstreamRequest
 from .translate import (
     ChunkWriter,
+    StreamTranslator,
     TranslatingAdapter,
-    caller_asked_usage,
     choice,
     completion,
     content_parts,
@@ -291,15 +293,13 @@ def from_gemini(data: dict[str, Any], model: str) -> tuple[bytes, dict[str, Any]
     return completion(ident, data.get("modelVersion") or model, choices, usage), usage
 
 
-class GeminiStream:
+class GeminiStream(StreamTranslator):
     """streamGenerateContent (alt=sse) events -> OpenAI chunks, one event at a time."""
 
-    def __init__(self, ctx: RequestContext, model: str, name: str) -> None:
-        self.ctx = ctx
-        self.model = model
-        self.name = name
-        self.with_usage = caller_asked_usage(ctx.body)
-        self.writer: ChunkWriter | None = None
+    def __init__(
+        self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
+    ) -> None:
+        super().__init__(ctx, model, name, on_usage)
         self.usage: dict[str, Any] | None = None
         self.started: set[int] = set()
         self.finished: set[int] = set()
@@ -320,7 +320,7 @@ class GeminiStream:
         writer = self.writer
         if isinstance(data.get("usageMetadata"), dict):
             self.usage = usage_to_openai(data["usageMetadata"])
-            self.ctx.usage.update_from_openai(self.usage)
+            self.on_usage(Usage.from_openai(self.usage))
         out: list[bytes] = []
         candidates = data.get("candidates") or []
         if not candidates and (data.get("promptFeedback") or {}).get("blockReason"):
@@ -426,15 +426,13 @@ class GeminiAdapter(TranslatingAdapter):
             )
         return to_gemini(body)
 
-    def reply(self, request: UpstreamRequest, data: Any) -> bytes:
+    def translate_answer(
+        self, request: UpstreamRequest, data: Any
+    ) -> tuple[bytes, dict[str, Any] | None]:
         if request.endpoint == "embeddings":
             encoding = request.ctx.body.get("encoding_format")
-            body, usage = from_gemini_embeddings(data, request.model, encoding)
-        else:
-            body, usage = from_gemini(data, request.model)
-        if usage is not None:
-            request.ctx.usage.update_from_openai(usage)
-        return body
+            return from_gemini_embeddings(data, request.model, encoding)
+        return from_gemini(data, request.model)
 
     def translator(self, request: UpstreamRequest) -> GeminiStream:
-        return GeminiStream(request.ctx, request.model, self.name)
+        return GeminiStream(request.ctx, request.model, self.name, request.on_usage)

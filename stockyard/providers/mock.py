@@ -17,10 +17,11 @@ import orjson
 
 from ..core.generation import ProviderSpec
 from ..core.sse import event
+from ..core.usage import Usage
 from ..dsl.schema import AttributeSpec, ProviderKind, frozen_map
 from ..dsl.value_types import Duration, Number, Text
 from ..exceptions import UpstreamFailure
-from .base import UpstreamReply, UpstreamRequest, UpstreamStream
+from .base import Adapter, UpstreamReply, UpstreamRequest, UpstreamStream
 
 if TYPE_CHECKING:
     from .clients import HttpClients
@@ -80,11 +81,11 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-class MockAdapter:
+class MockAdapter(Adapter):
     """Answers like an OpenAI-compatible server would, without a network."""
 
     def __init__(self, spec: ProviderSpec, clients: HttpClients) -> None:
-        self.spec = spec
+        super().__init__(spec, clients)
         options = spec.options
         self.latency = float(options.get("latency") or 0)
         self.chunk_delay = float(options.get("chunk_delay") or 0)
@@ -102,23 +103,25 @@ class MockAdapter:
         if self.latency:
             await self._wait(request)
         if self._should_fail():
-            body = orjson.dumps(
+            failure = orjson.dumps(
                 {"error": {"message": "mock failure (fail_rate)", "type": "server_error"}}
             )
-            raise UpstreamFailure("status", "mock failure (fail_rate)", status=500, body=body)
+            raise UpstreamFailure("status", "mock failure (fail_rate)", status=500, body=failure)
         body = request.ctx.body
         headers = {"content-type": "application/json", "x-mock": "1"}
         if request.endpoint == "embeddings":
-            return UpstreamReply(200, headers, self._embeddings(request, body))
+            vectors, tokens = self._embeddings(request, body)
+            return UpstreamReply(200, headers, vectors, Usage(prompt_tokens=tokens, known=True))
         prompt, answer = self._exchange(request.endpoint, body)
         usage = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(answer)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        request.ctx.usage.update_from_openai(usage)
+        counted = Usage.from_openai(usage)
         ident = "mock-" + hashlib.sha256(request.ctx.raw_body).hexdigest()[:24]
         if request.stream:
+            request.on_usage(counted)  # known before the first chunk: the answer is made up
             chunks = self._stream(request, ident, answer, usage)
             return UpstreamStream(200, {"content-type": "text/event-stream"}, chunks, _noop)
-        return UpstreamReply(200, headers, self._complete(request, ident, answer, usage))
+        return UpstreamReply(200, headers, self._complete(request, ident, answer, usage), counted)
 
     async def _wait(self, request: UpstreamRequest) -> None:
         """The simulated latency, under the same timeouts a real upstream would face."""
@@ -229,7 +232,8 @@ class MockAdapter:
             yield event(orjson.dumps({**base, "choices": [], "usage": usage}))
         yield event(b"[DONE]")
 
-    def _embeddings(self, request: UpstreamRequest, body: dict[str, Any]) -> bytes:
+    def _embeddings(self, request: UpstreamRequest, body: dict[str, Any]) -> tuple[bytes, int]:
+        """The answer, and how many prompt tokens it counts."""
         inputs = body.get("input", "")
         items = inputs if isinstance(inputs, list) else [inputs]
         data = []
@@ -242,13 +246,10 @@ class MockAdapter:
             vector = [round(v / 65535 * 2 - 1, 6) for v in raw]
             data.append({"object": "embedding", "index": index, "embedding": vector})
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        request.ctx.usage.update_from_openai(usage)
-        return orjson.dumps(
+        answer = orjson.dumps(
             {"object": "list", "data": data, "model": request.model, "usage": usage}
         )
-
-    async def aclose(self) -> None:
-        return None
+        return answer, tokens
 
 
 async def _noop() -> None:

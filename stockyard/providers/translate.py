@@ -1,5 +1,6 @@
 """What the Anthropic and Gemini adapters share: reading OpenAI chat requests, writing OpenAI
-chat answers and stream chunks, and one HTTP exchange whose answer is translated on the way.
+chat answers and stream chunks, and an adapter base whose answers are translated on the way
+(the HTTP exchange itself is :mod:`~stockyard.providers.transport`'s).
 
 The gateway speaks the OpenAI chat-completions shape inside; an adapter for another wire
 protocol translates the request out and the answer (whole, or event by event) back in.
@@ -7,25 +8,31 @@ protocol translates the request out and the answer (whole, or event by event) ba
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..core.context import RequestContext
 from ..core.env import resolve
-from ..core.generation import ProviderSpec
-from ..core.sse import DONE, EventSplitter, event
+from ..core.sse import DONE, event, parse_event
+from ..core.usage import Usage
 from ..exceptions import UpstreamFailure
-from .base import UpstreamReply, UpstreamRequest, UpstreamStream, status_failure
-from .openai import HOP_HEADERS, _chunks, _closer, connection_failure, timeout_failure
+from .base import UpstreamReply, UpstreamRequest
+from .openai import caller_asked_usage
+from .transport import (
+    Answer,
+    HttpAdapter,
+    Post,
+    StreamDecoder,
+    apply_header_overrides,
+)
 
-if TYPE_CHECKING:  # aiohttp is imported when a request is sent: `stockyard check` never needs it
-    import aiohttp
-
+if TYPE_CHECKING:
+    from ..core.context import RequestContext
+    from ..core.generation import ProviderSpec
     from .clients import HttpClients
 
 # --- failures ---------------------------------------------------------------------------------
@@ -101,7 +108,7 @@ def content_parts(content: Any, where: str) -> list[dict[str, Any]]:
             else:
                 raise unsupported(f"{where}: an image must be an http(s) URL or a base64 data URL")
         elif kind == "file":
-            file = item.get("file") if isinstance(item.get("file"), dict) else {}
+            file = item["file"] if isinstance(item.get("file"), dict) else {}
             inline = parse_data_url(str(file.get("file_data") or ""))
             if inline is None:
                 raise unsupported(
@@ -194,11 +201,6 @@ def tool_choice_of(body: dict[str, Any]) -> str | tuple[str, str] | None:
     raise unsupported("`tool_choice` must be auto, none, required or a named function")
 
 
-def caller_asked_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
 def new_id(prefix: str) -> str:
     return prefix + os.urandom(12).hex()
 
@@ -285,63 +287,96 @@ class ChunkWriter:
         return event(DONE)
 
 
-# --- the exchange -----------------------------------------------------------------------------
+# --- the adapter: translated on the way in and out ------------------------------------------
 
 
-class StreamTranslator(Protocol):
+class StreamTranslator(ABC):
+    """A provider's stream events -> OpenAI chunks, one event at a time, for one stream."""
+
+    def __init__(
+        self, ctx: RequestContext, model: str, name: str, on_usage: Callable[[Usage], None]
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.on_usage = on_usage  # the usage so far, each time the provider says more
+        self.with_usage = caller_asked_usage(ctx.body)  # end with OpenAI's usage chunk
+        self.writer: ChunkWriter | None = None
+
+    @abstractmethod
     def feed(self, data: dict[str, Any], name: str | None) -> list[bytes]:
         """One provider event (its JSON, its ``event:`` name) -> OpenAI SSE events."""
-        ...
 
+    @abstractmethod
     def close(self) -> list[bytes]:
         """The provider's stream ended: the last OpenAI events, or raise if it was cut short."""
-        ...
 
 
-def sse_event(raw: bytes) -> tuple[str | None, bytes | None]:
-    """The ``event:`` name and the joined ``data:`` lines of one SSE event."""
-    name = None
-    data: list[bytes] = []
-    for line in raw.split(b"\n"):
-        if line.startswith(b"data:"):
-            data.append(line[5:].removeprefix(b" "))
-        elif line.startswith(b"event:"):
-            name = line[6:].strip().decode("utf-8", "replace")
-    return name, (b"\n".join(data) if data else None)
+# What a translation may raise on an answer of a shape it did not expect: the provider's fault,
+# reported as such (a 502), never a crash of the gateway.
+_SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
-class TranslatingAdapter:
+class TranslatedEvents(StreamDecoder):
+    """A provider's SSE events, each decoded from JSON and translated to OpenAI events."""
+
+    __slots__ = ("name", "translator")
+
+    def __init__(self, translator: StreamTranslator, name: str) -> None:
+        self.translator = translator
+        self.name = name
+
+    def event(self, raw: bytes, out: list[bytes]) -> None:
+        name, data = parse_event(raw)
+        if data is None or not data.strip():
+            return
+        try:
+            decoded = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise unreadable(self.name, "a stream event that is not JSON") from None
+        if not isinstance(decoded, dict):
+            raise unreadable(self.name, "a stream event that is not a JSON object")
+        try:
+            out += self.translator.feed(decoded, name)
+        except UpstreamFailure:
+            raise
+        except _SHAPE_ERRORS as error:
+            raise unreadable(
+                self.name, f"a stream event of an unexpected shape ({error!r})"
+            ) from None
+
+    def end(self, out: list[bytes]) -> None:
+        out += self.translator.close()
+
+
+class TranslatingAdapter(HttpAdapter):
     """An adapter for a protocol other than OpenAI's: subclasses say where and what to send,
-    and how to read the answer; this class owns the HTTP exchange, timeouts and failures,
-    with the same rules as the OpenAI adapter."""
-
-    default_base_url: str = ""
+    and how to read the answer; the transport does the exchange."""
 
     def __init__(self, spec: ProviderSpec, clients: HttpClients) -> None:
-        self.spec = spec
-        self.clients = clients
-        self.name = spec.name
-        self.base_url = (resolve(spec.base_url) or self.default_base_url).rstrip("/")
+        super().__init__(spec, clients)
         self.extra_headers = {name: resolve(value) or "" for name, value in spec.headers}
 
     # what subclasses provide
-    def url(self, request: UpstreamRequest) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def url(self, request: UpstreamRequest) -> str: ...
 
-    def auth_headers(self, request: UpstreamRequest) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    def auth_headers(self, request: UpstreamRequest) -> dict[str, str]: ...
 
-    def payload(self, request: UpstreamRequest) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def payload(self, request: UpstreamRequest) -> dict[str, Any]: ...
 
-    def reply(self, request: UpstreamRequest, data: Any) -> bytes:
-        """A whole answer (decoded JSON) -> the OpenAI JSON body; sets ``ctx.usage``."""
-        raise NotImplementedError
+    @abstractmethod
+    def translate_answer(
+        self, request: UpstreamRequest, data: Any
+    ) -> tuple[bytes, dict[str, Any] | None]:
+        """A whole answer (decoded JSON) -> the OpenAI JSON body and OpenAI usage (if any)."""
 
+    @abstractmethod
     def translator(self, request: UpstreamRequest) -> StreamTranslator:
-        raise NotImplementedError
+        """A new translator for one stream; it reports usage through ``request.on_usage``."""
 
-    # the exchange
+    # the adapter, in those terms
     def request_headers(self, request: UpstreamRequest) -> dict[str, str]:
         headers = {
             "content-type": "application/json",
@@ -351,168 +386,25 @@ class TranslatingAdapter:
         }
         return apply_header_overrides(headers, request.ctx)
 
-    async def send(self, request: UpstreamRequest) -> UpstreamReply | UpstreamStream:
-        """One attempt; the timeouts are the OpenAI adapter's. A stream is returned once its
-        first translated chunk is ready, so an error the provider reports before any answer
-        (an ``error`` event straight away) is still a failure the route can fail over on."""
-        name = self.name
-        if not self.base_url:
-            raise UpstreamFailure("connect", f"{name} has no base_url (is its variable set?)")
+    def prepare(self, request: UpstreamRequest) -> Post:
         url = self.url(request)
-        data = orjson.dumps(self.payload(request))
-        headers = self.request_headers(request)
-        import aiohttp
+        body = orjson.dumps(self.payload(request))
+        return Post(url, body, self.request_headers(request))
 
-        session = self.clients.session(name, self.spec.max_connections)
-        timeouts = request.timeouts
-        if request.stream:
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=timeouts.connect, sock_read=timeouts.total
-            )
-            limit: float | None = min(timeouts.total, timeouts.first_token or timeouts.total)
-        else:
-            timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
-            limit = None
-        response: aiohttp.ClientResponse | None = None
-        translator: StreamTranslator | None = None
-        splitter = EventSplitter()
-        first: list[bytes] = []
-        ended = False
+    def reply(self, request: UpstreamRequest, answer: Answer) -> UpstreamReply:
         try:
-            async with asyncio.timeout(limit):
-                response = await session.post(url, data=data, headers=headers, timeout=timeout)
-                reply_headers = {
-                    k.lower(): v
-                    for k, v in response.headers.items()
-                    if k.lower() not in HOP_HEADERS
-                }
-                if response.status >= 400:
-                    raise status_failure(response.status, reply_headers, await response.read())
-                if not request.stream:
-                    body = await response.read()
-                    out = self._reply(request, body)
-                    reply_headers["content-type"] = "application/json"
-                    return UpstreamReply(response.status, reply_headers, out)
-                translator = self.translator(request)
-                while not first:
-                    chunk = await response.content.readany()
-                    if not chunk:
-                        ended = True
-                        first = self._end(translator, splitter)
-                        break
-                    first, failure = self._feed(translator, splitter, chunk)
-                    if failure is not None:  # nothing was sent yet: fail, and fail over
-                        raise failure
-        except TimeoutError:
-            raise timeout_failure(request, response, limit, name) from None
-        except aiohttp.ClientError as error:
-            raise connection_failure(error, response, name) from None
-        except UpstreamFailure:
-            if response is not None:  # an error status (read whole) or an early error event
-                response.release() if response.status >= 400 else response.close()
-            raise
-        assert translator is not None
-        reply_headers["content-type"] = "text/event-stream"
-        if ended:
-            response.release()
-            return UpstreamStream(response.status, reply_headers, _replay(first), _closer(response))
-        return UpstreamStream(
-            response.status,
-            reply_headers,
-            self._stream(first, response, translator, splitter),
-            _closer(response),
-        )
-
-    def _reply(self, request: UpstreamRequest, body: bytes) -> bytes:
-        try:
-            data = orjson.loads(body)
+            data = orjson.loads(answer.body)
         except orjson.JSONDecodeError:
             raise unreadable(self.name, "an answer that is not JSON") from None
         try:
-            return self.reply(request, data)
+            body, usage = self.translate_answer(request, data)
         except UpstreamFailure:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        except _SHAPE_ERRORS as error:
             raise unreadable(self.name, f"an answer of an unexpected shape ({error!r})") from None
+        headers = {**answer.headers, "content-type": "application/json"}
+        counted = Usage.from_openai(usage) if usage is not None else None
+        return UpstreamReply(answer.status, headers, body, counted)
 
-    def _feed(
-        self, translator: StreamTranslator, splitter: EventSplitter, chunk: bytes
-    ) -> tuple[list[bytes], UpstreamFailure | None]:
-        """The OpenAI events for one network chunk and, if an event in it failed, the failure
-        (the events translated before it are still returned, to be sent first)."""
-        out: list[bytes] = []
-        for raw in splitter.feed(chunk):
-            try:
-                out += self._event(translator, raw)
-            except UpstreamFailure as failure:
-                return out, failure
-        return out, None
-
-    def _end(self, translator: StreamTranslator, splitter: EventSplitter) -> list[bytes]:
-        out: list[bytes] = []
-        rest = splitter.rest()
-        if rest.strip():
-            out += self._event(translator, rest)
-        return out + translator.close()
-
-    def _event(self, translator: StreamTranslator, raw: bytes) -> list[bytes]:
-        name, data = sse_event(raw)
-        if data is None or not data.strip():
-            return []
-        try:
-            decoded = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise unreadable(self.name, "a stream event that is not JSON") from None
-        if not isinstance(decoded, dict):
-            raise unreadable(self.name, "a stream event that is not a JSON object")
-        try:
-            return translator.feed(decoded, name)
-        except UpstreamFailure:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-            raise unreadable(
-                self.name, f"a stream event of an unexpected shape ({error!r})"
-            ) from None
-
-    async def _stream(
-        self,
-        first: list[bytes],
-        response: aiohttp.ClientResponse,
-        translator: StreamTranslator,
-        splitter: EventSplitter,
-    ) -> AsyncIterator[bytes]:
-        """Translate event by event as chunks arrive; nothing is held back beyond the end of
-        the event being read. A failure after the first chunk raises (the gateway turns it
-        into an SSE error event), and a stream cut short never gets a ``[DONE]``."""
-        source = _chunks(b"", response, self.name)
-        try:
-            yield b"".join(first)
-            async for chunk in source:
-                if not chunk:
-                    continue
-                out, failure = self._feed(translator, splitter, chunk)
-                if out:
-                    yield b"".join(out)
-                if failure is not None:
-                    raise failure
-            out = self._end(translator, splitter)
-            if out:
-                yield b"".join(out)
-        finally:
-            await source.aclose()
-
-    async def aclose(self) -> None:
-        return None
-
-
-async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:
-    yield b"".join(chunks)
-
-
-def apply_header_overrides(headers: dict[str, str], ctx: RequestContext) -> dict[str, str]:
-    """Headers set (or removed, with None) by the `headers` module win, whatever their case."""
-    for name, value in ctx.upstream_headers.items():
-        headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
-        if value is not None:
-            headers[name] = value
-    return headers
+    def decoder(self, request: UpstreamRequest) -> StreamDecoder:
+        return TranslatedEvents(self.translator(request), self.name)

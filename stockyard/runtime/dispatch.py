@@ -17,13 +17,14 @@ from ..core.context import Attempt, RequestContext
 from ..core.env import resolve
 from ..core.generation import HopSpec, ProviderSpec, RouteSpec, TierSpec
 from ..core.response import GatewayResponse
+from ..core.usage import Usage
 from ..exceptions import (
+    BadGateway,
     GatewayError,
+    GatewayTimeout,
     RateLimited,
     ServiceUnavailable,
-    UpstreamError,
     UpstreamFailure,
-    UpstreamTimeout,
 )
 from ..providers.base import Adapter, Timeouts, UpstreamReply, UpstreamRequest
 from .breaker import Breakers
@@ -93,8 +94,19 @@ class Dispatcher:
     ) -> GatewayResponse:
         adapter = self.adapters[provider.name]
         api_key = ctx.caller_key if provider.api_key == "passthrough" else resolve(provider.api_key)
+
+        def record_usage(usage: Usage) -> None:
+            ctx.usage = usage  # the dispatcher is the one writer of ctx.usage
+
         request = UpstreamRequest(
-            ctx, provider, endpoint, model, ctx.stream, self.timeouts(provider), api_key
+            ctx,
+            provider,
+            endpoint,
+            model,
+            ctx.stream,
+            self.timeouts(provider),
+            api_key,
+            record_usage,
         )
         policy = self.policy
         for attempt_number in range(policy.retries + 1):
@@ -140,6 +152,8 @@ class Dispatcher:
             ctx.status = result.status
             content_type = result.headers.get("content-type", "application/json")
             if isinstance(result, UpstreamReply):
+                if result.usage is not None:
+                    ctx.usage = result.usage
                 return GatewayResponse(result.status, {"content-type": content_type}, result.body)
             ctx.first_token_ms = ctx.elapsed_ms()
             response = GatewayResponse(
@@ -172,12 +186,12 @@ def _client_error(
     if failure.retry_after is not None:
         headers["retry-after"] = str(max(1, round(failure.retry_after)))
     if failure.kind == "timeout":
-        return UpstreamTimeout(f"{provider.name}: {message}")
+        return GatewayTimeout(f"{provider.name}: {message}")
     if failure.kind == "connect":
-        return UpstreamError(f"{provider.name}: {message}")
+        return BadGateway(f"{provider.name}: {message}")
     status = failure.status or 502
     if status >= 500:
-        return UpstreamError(
+        return BadGateway(
             f"{provider.name} answered {status}: {message}",
             code=f"upstream_{status}",
             headers=headers,
@@ -197,10 +211,10 @@ def _exhausted(last: UpstreamFailure | None, tried: bool, ctx: RequestContext) -
         f"{a.provider}: {a.error or a.status}" for a in ctx.attempts if a.outcome != "ok"
     )
     if last.kind == "timeout":
-        return UpstreamTimeout(f"every provider timed out ({summary})")
+        return GatewayTimeout(f"every provider timed out ({summary})")
     if last.kind == "connect":
         return ServiceUnavailable(f"no provider could be reached ({summary})")
     if last.status == 429:
         headers = {"retry-after": str(max(1, round(last.retry_after)))} if last.retry_after else {}
         return RateLimited(f"every provider is rate-limiting ({summary})", headers=headers)
-    return UpstreamError(f"every provider failed ({summary})", code=f"upstream_{last.status}")
+    return BadGateway(f"every provider failed ({summary})", code=f"upstream_{last.status}")
