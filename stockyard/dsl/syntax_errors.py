@@ -13,8 +13,8 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..core.span import Span
+from .continuation import CLOSERS, OPENERS, TokenMemory
 from .diagnostics import Diagnostic, Label, Severity
-from .lexer import CLOSERS, OPENERS, PipeLexer
 
 _TERMINAL_WORDS = {
     "NAME": "a name",
@@ -89,7 +89,7 @@ def syntax_diagnostic(
     segment: str,
     path: str,
     line_offset: int,
-    lexer: PipeLexer,
+    lexer: TokenMemory,
     next_header: tuple[str, int] | None,
 ) -> Diagnostic:
     def at(line: int, column: int, width: int = 1) -> Span:
@@ -183,7 +183,7 @@ def syntax_diagnostic(
 
 
 def values_below_name(
-    error: UnexpectedInput, segment: str, lexer: PipeLexer
+    error: UnexpectedInput, segment: str, lexer: TokenMemory
 ) -> tuple[int, str] | None:
     """`models` alone on its line, its values on the next (`"a", "b"`, `[trace]`, or a chain
     `openai -> backup` read as an attribute named `openai`): (the name's line, the name)."""
@@ -231,7 +231,7 @@ def _fallback_help(token: Token, expected: set[str]) -> str | None:
     return None
 
 
-def _between(lexer: PipeLexer, token: Token, fallback: str) -> str:
+def _between(lexer: TokenMemory, token: Token, fallback: str) -> str:
     """``: `trace, audit``` — the two items a comma should separate, as written."""
     recent = lexer.recent
     if (
@@ -272,7 +272,7 @@ _DANGLING = {
 }
 
 
-def _dangling(token: Token, lexer: PipeLexer, at) -> Diagnostic | None:  # type: ignore[no-untyped-def]
+def _dangling(token: Token, lexer: TokenMemory, at) -> Diagnostic | None:  # type: ignore[no-untyped-def]
     """``chain openai ->`` at the end of a line: the value goes on, and then nothing comes."""
     recent = lexer.recent
     if len(recent) < 2 or recent[-1] is not token:
@@ -391,7 +391,7 @@ def _unexpected_end(
     segment: str,
     path: str,
     line_offset: int,
-    lexer: PipeLexer,
+    lexer: TokenMemory,
     next_header: tuple[str, int] | None,
 ) -> Diagnostic:
     end = _end_of_text_span(segment, path, line_offset)
