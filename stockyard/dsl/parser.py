@@ -235,7 +235,7 @@ def _parse_by_block(
                     strays.append(
                         syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
-                    pos = error.token.start_pos  # type: ignore[attr-defined]
+                    pos = error.token.start_pos  # type: ignore[attr-defined]  # UnexpectedToken: its token
                     segment = segment[:pos] + " " + segment[pos + 1 :]
                 elif _missing_open_brace(error, segment) and len(skipped) < 25:
                     # `route chat` with its `{` forgotten: report it, then read the block as if
@@ -243,7 +243,7 @@ def _parse_by_block(
                     skipped.append(
                         syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
-                    pos = error.token.start_pos  # type: ignore[attr-defined]
+                    pos = error.token.start_pos  # type: ignore[attr-defined]  # UnexpectedToken: its token
                     segment = segment[:pos] + "{" + segment[pos:]
                 elif (repaired := _repaired_header(error, segment)) and len(skipped) < 25:
                     # `route chat extra {`: report it, then read the block under its first two
@@ -294,6 +294,7 @@ def _parse_by_block(
             if diagnostic.message.startswith("unclosed block"):
                 unclosed = (segment, line_offset, diagnostic, header)
             continue
+        assert tree is not None  # the loop above ends with a tree, or a failure handled here
         for block in tree:
             names = tuple(
                 name
