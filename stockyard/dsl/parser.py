@@ -22,6 +22,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
 from lark import Lark, Token
+from lark import __version__ as lark_version
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..core.span import Span
@@ -134,12 +135,16 @@ def fast_parser() -> _FastParser:
 def _parser() -> _Parser:
     try:
         return fast_parser()
-    except Exception:  # an accelerator only: any failure to build it means Lark's own parser
+    except Exception as error:  # an accelerator only: any failure to build it means Lark's own
+        # Said once per process (the parser is built once); the traceback is for a bug report.
         log.warning(
-            "the fast pipeline parser could not be built on this Lark version; "
-            "using Lark's own parser (same results, slower)",
-            exc_info=True,
+            "the fast pipeline parser cannot be built with lark %s (%s: %s); "
+            "using Lark's own parser: same results, slower",
+            lark_version,
+            type(error).__name__,
+            error,
         )
+        log.debug("why the fast pipeline parser cannot be built", exc_info=True)
         return lark_parser()
 
 
