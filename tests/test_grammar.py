@@ -12,7 +12,7 @@ import pytest
 from lark import Lark
 
 from stockyard.catalog import KINDS, REGISTRY
-from stockyard.dsl import CheckOptions, check
+from stockyard.dsl import CheckOptions, check, continuation
 from stockyard.dsl import grammar as grammar_module
 from stockyard.dsl import parser as parser_module
 from stockyard.dsl.continuation import CONTINUES_LINE_ORDER, LINE_JOINER
@@ -116,6 +116,7 @@ def _clear_caches() -> None:
         grammar_module.terminal_literal,
         parser_module._parser,
         parser_module._shapes,
+        continuation.line_goes_on,
     ):
         cached.cache_clear()
 

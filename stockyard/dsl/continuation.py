@@ -11,8 +11,11 @@ public API, so that it keeps working when a Lark release changes its internals.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import cache
 
 from lark import Token
+
+from .grammar import terminal_literal
 
 # Tokens after which a line break does not end the attribute: the value goes on. In the order
 # the manual and the messages list them.
@@ -24,6 +27,19 @@ CLOSERS = frozenset(OPENERS.values())
 NESTING = frozenset({*OPENERS, *CLOSERS, "LBRACE", "RBRACE"})
 
 MAX_NESTING = 32  # brackets inside brackets; real pipelines use three or four
+
+
+@cache
+def line_goes_on() -> tuple[str, ...]:
+    """The texts a line may end with to continue its attribute on the next line, as the grammar
+    spells those tokens, then the joiner."""
+    return (*(terminal_literal(name) for name in CONTINUES_LINE_ORDER), LINE_JOINER)
+
+
+def line_goes_on_words() -> str:
+    """ "`,`, `->`, … or `\\`", for messages."""
+    *most, last = (f"`{text}`" for text in line_goes_on())
+    return f"{', '.join(most)} or {last}"
 
 
 class TooDeep(Exception):

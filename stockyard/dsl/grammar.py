@@ -78,7 +78,9 @@ def _cache_file() -> str | None:
         info = directory.lstat()
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != getuid() or info.st_mode & 0o022:
             return None
-        return str(directory / "pipe-grammar.lark-cache")
+        # Named for this way of building it (Lark's basic lexer): a build that differs would
+        # only overwrite it at each start.
+        return str(directory / "pipe-grammar-basic.lark-cache")
     except OSError:
         return None
 

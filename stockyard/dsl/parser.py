@@ -29,12 +29,11 @@ from ..core.span import Span
 from . import syntax
 from .builder import AstBuilder
 from .continuation import (
-    CONTINUES_LINE_ORDER,
-    LINE_JOINER,
     MAX_NESTING,
     ContinuationPostLex,
     TokenMemory,
     TooDeep,
+    line_goes_on,
 )
 from .diagnostics import Diagnostic, Label, Severity
 from .grammar import (
@@ -42,7 +41,6 @@ from .grammar import (
     analysed,
     grammar_path,
     new_lark,
-    terminal_literal,
     terminal_regexp,
 )
 from .syntax_errors import syntax_diagnostic, values_below_name
@@ -183,7 +181,7 @@ def _shapes() -> _Shapes:
         ),
         header_with_extra=re.compile(rf"[ \t]*{LOOSE_NAME}[ \t]+{label}([^\n{{}}#]+)\{{"),
         string_or_comment=re.compile(f"{string}|{comment}"),
-        line_goes_on=(*(terminal_literal(name) for name in CONTINUES_LINE_ORDER), LINE_JOINER),
+        line_goes_on=line_goes_on(),
     )
 
 

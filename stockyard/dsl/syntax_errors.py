@@ -14,7 +14,7 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..core.span import Span
-from .continuation import CLOSERS, OPENERS, TokenMemory
+from .continuation import CLOSERS, OPENERS, TokenMemory, line_goes_on_words
 from .diagnostics import Diagnostic, Label, Severity
 
 _TERMINAL_WORDS = {
@@ -125,8 +125,7 @@ def syntax_diagnostic(
             at(token.line, lexer.line_tokens[0].column or 1, max(1, len(rest))),
             f"read as a new line, not as values of `{name}`",
             notes=(
-                "a line break ends an attribute, unless the line ends with `,`, `->`, `|`, "
-                "`(`, `[`, `:` or `\\`",
+                f"a line break ends an attribute, unless the line ends with {line_goes_on_words()}",
             ),
             help=f"write them on line {name_line + line_offset}: `{name} {rest}`",
         )
