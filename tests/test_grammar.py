@@ -1,4 +1,5 @@
-"""The grammar itself: LALR without conflicts, terminals that cannot collide, shipped in the wheel."""
+"""The grammar itself: LALR without conflicts, terminals that cannot collide, shipped in the wheel;
+and the one source of the language's tokens: the code matches what the grammar says."""
 
 from __future__ import annotations
 
