@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from stockyard.dsl.grammar import terminal_regexp
+
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ROOT / "pipelines"
 EXAMPLES = ROOT / "examples"
 MANUAL = ROOT / "grammar" / "README.md"
 
-ROUTE_DECLARATION = re.compile(
-    r"^[ \t]*route[ \t]+([A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z0-9_]+)*)[ \t]*\{", re.M
-)
+ROUTE_DECLARATION = re.compile(rf"^[ \t]*route[ \t]+({terminal_regexp('NAME')})[ \t]*\{{", re.M)
 FILE_MARKER = re.compile(r"^# file: (\S+\.pipe)[ \t]*$")
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 

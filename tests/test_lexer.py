@@ -19,13 +19,14 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import LexerState
 from lark.utils import TextSlice
 
+from stockyard.dsl.continuation import CONTINUES_LINE
 from stockyard.dsl.lexer import MAX_NESTING, PipeLexer, TooDeep
 from stockyard.dsl.parser import build_lark, grammar_path
 from stockyard.dsl.scanner import first_chars
 
 from .corpus import mutants, pipeline_texts
 
-CONTINUES = {"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"}
+CONTINUES = CONTINUES_LINE  # the rule's tokens (tests/test_grammar.py pins what they are)
 
 
 @pytest.fixture(scope="module")

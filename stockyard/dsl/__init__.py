@@ -10,7 +10,6 @@ Public API (the language knows modules and provider kinds only through the specs
 from __future__ import annotations
 
 import dataclasses
-import gc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,15 +119,11 @@ def check(
             known_prices=options.known_prices or known_models(),
             price_lookup=options.price_lookup or lookup,
         )
-    # The AST is acyclic and a big pipeline allocates millions of objects: the cyclic
-    # collector would only re-scan them (about a third of the parse time); refcounting frees them.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        program, diagnostics = check_sources(sources.items(), modules, kinds, options)
-    finally:
-        if was_enabled:
-            gc.enable()
+    # The collector is left alone: the gateway checks on reload in a worker thread, and pausing
+    # it there would pause it for the threads serving requests too. A big pipeline allocates
+    # millions of acyclic objects, which the collector only re-scans (about a third of the parse
+    # time), so one-shot callers pause it themselves (the CLI does, for `check` and `routes`).
+    program, diagnostics = check_sources(sources.items(), modules, kinds, options)
     extra = list(extra_diagnostics)
     if any(d.code == "SY005" for d in extra):
         # An undecodable byte outside a string is also an unexpected character: say it once.
@@ -136,12 +131,7 @@ def check(
     diagnostics = sorted([*extra, *diagnostics], key=Diagnostic.sort_key)
     generation = None
     if not any(d.is_error for d in diagnostics):
-        gc.disable()  # compiling allocates as much again (each route's specs): no GC either
-        try:
-            generation = compile_program(program)
-        finally:
-            if was_enabled:
-                gc.enable()
+        generation = compile_program(program)
     return CheckResult(dict(sources), tuple(diagnostics), generation, program)
 
 

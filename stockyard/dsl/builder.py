@@ -10,7 +10,7 @@ they are written for speed: no generator expressions, spans built inline.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from lark import Token, Transformer
 
@@ -21,8 +21,33 @@ from .syntax import Argument, Attribute, Block, Call, Chain, Ident, ListValue, L
 # 10,000 lines.
 _new_span = tuple.__new__
 
+# Lark's Token, for the class checks below. Lark types a token's positions as optional; every token
+# a lexer yields has them, so the checks compare with an untyped alias rather than narrowing a
+# child to `Token` (a cast per node would cost a call on the hot path).
+_TOKEN: Any = Token
 
-class AstBuilder(Transformer):  # type: ignore[type-arg]
+
+class _Positioned(Protocol):
+    """A token as lexed: its text and its positions."""
+
+    value: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+def _literal(kind: str) -> Callable[[AstBuilder, list[_Positioned]], Literal]:
+    def make(self: AstBuilder, children: list[_Positioned]) -> Literal:
+        t = children[0]
+        o = self.offset
+        span = _new_span(Span, (self.file, t.line + o, t.column, t.end_line + o, t.end_column))
+        return Literal(kind, t.value, span)
+
+    return make
+
+
+class AstBuilder(Transformer):  # type: ignore[type-arg]  # its methods type their own children
     """Builds the nodes of one text at a time: ``file`` and ``offset`` (lines before the text,
     when a broken file is parsed block by block) are set before each parse."""
 
@@ -33,17 +58,17 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
 
     def _span(self, first: Any, last: Any) -> Span:
         o = self.offset
-        if first.__class__ is Token:
+        if first.__class__ is _TOKEN:
             line, column = first.line + o, first.column
         else:
             start = first.span
             line, column = start.line, start.column
-        if last.__class__ is Token:
+        if last.__class__ is _TOKEN:
             return _new_span(Span, (self.file, line, column, last.end_line + o, last.end_column))
         end = last.span
         return _new_span(Span, (self.file, line, column, end.end_line, end.end_column))
 
-    def _ident(self, t: Token) -> Ident:
+    def _ident(self, t: _Positioned) -> Ident:
         o = self.offset
         span = _new_span(Span, (self.file, t.line + o, t.column, t.end_line + o, t.end_column))
         return Ident(t.value, span)
@@ -56,7 +81,7 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
         kind = self._ident(first)
         label: Ident | Literal | None = None
         second = children[1]
-        if second.__class__ is Token and second.type in ("NAME", "STRING"):
+        if second.__class__ is _TOKEN and second.type in ("NAME", "STRING"):
             label = self._ident(second)
             if second.type == "STRING":
                 label = Literal("string", label.name, label.span)
@@ -77,7 +102,7 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
         members = tuple([c for c in children if c.__class__ is not Token])
         return Tier(members, self._span(children[0], children[-1]))
 
-    def ident(self, children: list[Token]) -> Ident:
+    def ident(self, children: list[_Positioned]) -> Ident:
         return self._ident(children[0])
 
     def call(self, children: list[Any]) -> Call:
@@ -96,16 +121,6 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
     def list(self, children: list[Any]) -> ListValue:
         items = tuple([c for c in children if c.__class__ is not Token])
         return ListValue(items, self._span(children[0], children[-1]))
-
-    @staticmethod
-    def _literal(kind: str) -> Callable[[AstBuilder, list[Token]], Literal]:
-        def make(self: AstBuilder, children: list[Token]) -> Literal:
-            t = children[0]
-            o = self.offset
-            span = _new_span(Span, (self.file, t.line + o, t.column, t.end_line + o, t.end_column))
-            return Literal(kind, t.value, span)
-
-        return make
 
     string = _literal("string")
     number = _literal("number")

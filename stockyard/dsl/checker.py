@@ -8,7 +8,6 @@ what was read (a :class:`Program`) so the compiler does not read anything twice.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,6 +17,7 @@ from ..core.values import EnvRef
 from . import syntax
 from .blocks import BLOCKS, DEFAULTS, PRICE, PROVIDER, ROUTE
 from .diagnostics import Diagnostic, Label, Severity
+from .grammar import terminal_pattern
 from .interpret import BlockValues, read_block
 from .parser import parse
 from .resolve import Hop, ModuleUse, resolve_chain, resolve_modules
@@ -102,7 +102,12 @@ def check_sources(
             program.default_modules = resolve_modules(modules_attr.first, registry, diagnostics)
         if _has_attribute(program.defaults.block, "modules") and program.default_modules is None:
             defaults_ok = False
-    provider_spans = {name: p.values.block.label.span for name, p in program.providers.items()}  # type: ignore[union-attr]
+    # A declared provider has its name: a block without one is reported and not declared.
+    provider_spans = {
+        name: p.values.block.label.span
+        for name, p in program.providers.items()
+        if p.values.block.label is not None
+    }
     unreadable_providers = {n for n in program.unreadable.get("provider", ()) if n}
     for route in program.routes:
         chain_attr = route.values.get("chain")
@@ -227,7 +232,7 @@ def _label_ok(block: syntax.Block, label: str | None, diagnostics: list[Diagnost
         problem, mark = f"{kind} names are bare words, not strings", "a string"
         span = block.label.span
         name = block.label.text
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z0-9_]+)*", name):
+        if terminal_pattern("NAME").fullmatch(name):
             help_text = f"remove the quotes: write `{kind} {name} {{ … }}`"
         else:
             help_text = f"write {spec.label_words}"
@@ -364,7 +369,7 @@ def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
                     Severity.WARNING,
                     f"provider `{name}` is not used by any route",
                     values.block.label.span if values.block.label else header,
-                    "unused",  # type: ignore[union-attr]
+                    "unused",
                     help="add it to a route's `chain`, or remove it",
                 )
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from ..core.generation import (
     CapSpec,
@@ -20,7 +21,7 @@ from ..core.generation import (
 )
 from .blocks import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF
 from .checker import Program, ProviderDecl, RouteDecl
-from .interpret import BlockValues
+from .interpret import AttrValue, BlockValues
 from .schema import frozen_map
 
 DEFAULT_FAILOVER = frozenset({"5xx", "429", "timeout", "connect"})
@@ -52,7 +53,9 @@ def compile_program(program: Program) -> Generation:
     )
 
 
-def _first(values: BlockValues | None, name: str, default: object = None) -> object:
+def _first(values: BlockValues | None, name: str, default: Any = None) -> Any:
+    """The attribute's first value, or ``default``: of the type its schema gives (the checker
+    has converted and checked it), hence ``Any``."""
     if values is None:
         return default
     attr = values.get(name)
@@ -74,18 +77,18 @@ def _provider(decl: ProviderDecl) -> ProviderSpec:
         name=decl.name,
         kind=kind.name,
         protocol=kind.protocol,
-        base_url=_first(values, "base_url", kind.base_url),  # type: ignore[arg-type]
+        base_url=_first(values, "base_url", kind.base_url),
         api_key=api_key,
-        timeout=_first(values, "timeout"),  # type: ignore[arg-type]
-        connect_timeout=_first(values, "connect_timeout"),  # type: ignore[arg-type]
-        max_connections=_first(values, "max_connections"),  # type: ignore[arg-type]
-        headers=tuple(tuple(a.positional) for a in values.attributes.get("header", ())),  # type: ignore[misc]
+        timeout=_first(values, "timeout"),
+        connect_timeout=_first(values, "connect_timeout"),
+        max_connections=_first(values, "max_connections"),
+        headers=tuple(tuple(a.positional) for a in values.attributes.get("header", ())),
         options=frozen_map(options),
         source=str(values.block.header),
     )
 
 
-def _setting(route: RouteDecl, program: Program, name: str):  # type: ignore[no-untyped-def]
+def _setting(route: RouteDecl, program: Program, name: str) -> AttrValue | None:
     attr = route.values.get(name)
     if attr is None and program.defaults is not None:
         attr = program.defaults.get(name)
@@ -145,11 +148,11 @@ def _route(route: RouteDecl, program: Program) -> RouteSpec:
 
 
 def _price(model: str, values: BlockValues) -> PriceSpec:
-    input_price: Decimal = _first(values, "input")  # type: ignore[assignment]
+    input_price: Decimal = _first(values, "input")
     return PriceSpec(
         model=model,
         input=input_price,
-        output=_first(values, "output"),  # type: ignore[arg-type]
-        cached=_first(values, "cached", input_price),  # type: ignore[arg-type]
+        output=_first(values, "output"),
+        cached=_first(values, "cached", input_price),
         source=str(values.block.header),
     )

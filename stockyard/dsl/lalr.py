@@ -27,14 +27,14 @@ Reducer = Callable[[list[Any]], Any]
 Action = int | tuple[int, str, Reducer | None]
 
 
-class _Splice(list):  # type: ignore[type-arg]
+class _Splice(list):  # type: ignore[type-arg]  # holds tokens and nodes alike, as list[Any]
     """The children of an inlined rule, waiting to be spliced into the rule that uses it."""
 
     __slots__ = ()
 
 
 def _splice(children: list[Any]) -> _Splice:
-    return _flatten(children, _Splice())  # type: ignore[return-value]
+    return _flatten(children, _Splice())  # type: ignore[return-value]  # _flatten returns the _Splice it was given
 
 
 def _append_to_first(children: list[Any]) -> _Splice:
@@ -135,38 +135,38 @@ class TableParser:
                 if action is None:
                     raise self._unexpected(token, states[-1])
                 if action.__class__ is int:
-                    states.append(action)  # type: ignore[arg-type]
+                    states.append(action)
                     values.append(token)
                     break
-                size, name, reduce = action  # type: ignore[misc]
+                size, name, reduce = action  # type: ignore[misc]  # not an int: a reduction (no isinstance on the hot path)
                 if size == 1:  # one child: replace the top of both stacks in place
                     if reduce is not None:
                         values[-1] = reduce([values[-1]])
-                    states[-1] = table[states[-2]][name]  # type: ignore[assignment]
+                    states[-1] = table[states[-2]][name]  # type: ignore[assignment]  # after a reduction: a goto, always a state
                     continue
                 if size:
                     children = values[-size:]
                     del states[-size:]
                     del values[-size:]
-                    values.append(reduce(children))  # type: ignore[misc]
+                    values.append(reduce(children))  # type: ignore[misc]  # only one-child rules have no reducer
                 else:
-                    values.append(reduce([]))  # type: ignore[misc]
-                states.append(table[states[-1]][name])  # type: ignore[arg-type]
+                    values.append(reduce([]))  # type: ignore[misc]  # an empty rule always has a reducer
+                states.append(table[states[-1]][name])  # type: ignore[arg-type]  # a goto, always a state
         end = Token.new_borrow_pos("$END", "", token) if token else Token("$END", "", 0, 1, 1)
         while True:
             action = table[states[-1]].get("$END")
             if action is None or action.__class__ is int:
                 raise self._unexpected(end, states[-1])
-            size, name, reduce = action  # type: ignore[misc]
+            size, name, reduce = action  # type: ignore[misc]  # not an int: a reduction (no isinstance on the hot path)
             children = values[-size:] if size else []
             if size:
                 del states[-size:]
                 del values[-size:]
             values.append(children[0] if reduce is None else reduce(children))
-            states.append(table[states[-1]][name])  # type: ignore[arg-type]
+            states.append(table[states[-1]][name])  # type: ignore[arg-type]  # a goto, always a state
             if states[-1] == self._end:
                 return values[-1]
 
     def _unexpected(self, token: Token, state: int) -> UnexpectedToken:
         expected = {symbol for symbol in self._actions[state] if symbol.isupper()}
-        return UnexpectedToken(token, expected, state=state)
+        return UnexpectedToken(token, expected, state=state)  # type: ignore[no-untyped-call]  # Lark's is untyped

@@ -8,7 +8,7 @@ and, in strict mode, the proof that no two collide — and replaces only the loo
 the same, with the same positions, and a character nothing matches raises the same
 :class:`~lark.exceptions.UnexpectedCharacters`.
 
-Line continuation is done in the same loop (it used to be a Lark post-lexer): a line break
+Line continuation (the rule is :mod:`.continuation`'s) is done in the same loop: a line break
 inside brackets, or after a token that continues the value (``,``, ``->``, ``|``, ``(``, ``[``,
 ``:``), is dropped. The loop also remembers the open blocks and brackets and the last tokens, so
 that a syntax error can name the block or bracket that was never closed.
@@ -25,42 +25,39 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import BasicLexer, LexerState
 from lark.utils import TextSlice
 
+from .continuation import (
+    CLOSERS,
+    CONTINUES_LINE,
+    MAX_NESTING,
+    NESTING,
+    OPENERS,
+    TokenMemory,
+    TooDeep,
+)
 from .scanner import BLANKS, FirstCharScanner
 
-# Tokens after which a line break does not end the attribute: the value goes on.
-CONTINUES_LINE = frozenset({"COMMA", "_ARROW", "_BAR", "LPAR", "LSQB", "COLON"})
-OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
-CLOSERS = frozenset(OPENERS.values())
-_NESTING = frozenset({*OPENERS, *CLOSERS, "LBRACE", "RBRACE"})
-
-MAX_NESTING = 32  # brackets inside brackets; real pipelines use three or four
+__all__ = ["CLOSERS", "CONTINUES_LINE", "MAX_NESTING", "OPENERS", "PipeLexer", "TooDeep"]
 
 
-class TooDeep(Exception):
-    """Brackets nested past :data:`MAX_NESTING`: refused before the recursive tree walk."""
-
-    def __init__(self, token: Token) -> None:
-        super().__init__("nesting too deep")
-        self.token = token
-
-
-class PipeLexer(BasicLexer):
+class PipeLexer(BasicLexer, TokenMemory):
     """Lark's basic lexer for the pipe grammar with a faster loop and line continuation.
 
-    What the loop saw last is kept on the instance for error messages: ``open_braces`` (each
-    ``{`` with the tokens of its header line), ``open_brackets``, ``recent`` (the last two
-    tokens passed on, line breaks excluded) and ``line_tokens`` (the current logical line).
+    What the loop saw last is kept on the instance for error messages (:class:`TokenMemory`).
+    Built from the ``lexer_conf`` of a Lark parser (or given to ``Lark(lexer=PipeLexer)``).
     """
 
     __future_interface__ = 2  # Lark calls lex(lexer_state, parser_state) on this class itself
 
     def __init__(self, conf: LexerConf, comparator: Any = None) -> None:
-        super().__init__(conf, comparator)
-        self.open_braces: list[tuple[Token, list[Token]]] = []
-        self.open_brackets: list[Token] = []
-        self.line_tokens: list[Token] = []
-        self._tail: list[Token] = []  # the last two tokens before the current line
+        BasicLexer.__init__(self, conf, comparator)
+        TokenMemory.__init__(self)
         self._scan: FirstCharScanner | None = None
+
+    def prepare(self) -> None:
+        """Build the scanner now rather than on the first text, so that a Lark release whose
+        internals it no longer understands fails here, where the parser can fall back."""
+        if self._scan is None:
+            self._scan = self._compile()
 
     def _compile(self) -> FirstCharScanner:
         scanner = self.scanner
@@ -70,16 +67,7 @@ class PipeLexer(BasicLexer):
         skip_blanks = any(
             t.name in self.ignore_types and t.pattern.to_regexp() == BLANKS for t in self.terminals
         )
-        return FirstCharScanner(self.terminals, scanner._mres[0], skip_blanks)
-
-    @property
-    def last_before_line(self) -> Token | None:
-        """The last token passed on before the current logical line."""
-        return self._tail[-1] if self._tail else None
-
-    @property
-    def recent(self) -> list[Token]:
-        return (self._tail + self.line_tokens)[-2:]
+        return FirstCharScanner(list(self.terminals), scanner._mres[0], skip_blanks)
 
     def tokens(self, text: str) -> Iterator[Token]:
         """The tokens of ``text``, line breaks that continue a value dropped."""
@@ -98,9 +86,10 @@ class PipeLexer(BasicLexer):
         end = lexer_state.text.end
         pos, line, line_start = counter.char_pos, counter.line, counter.line_start_pos
 
-        self.open_braces = open_braces = []
-        self.open_brackets = brackets = []
-        self.line_tokens = line_tokens = []
+        open_braces: list[tuple[Token, list[Token]]] = []
+        brackets: list[Token] = []
+        line_tokens: list[Token] = []
+        self.open_braces, self.open_brackets, self.line_tokens = open_braces, brackets, line_tokens
         self._tail = []
 
         while pos < end:
@@ -108,7 +97,7 @@ class PipeLexer(BasicLexer):
             if m is None:
                 counter.char_pos, counter.line, counter.line_start_pos = pos, line, line_start
                 counter.column = pos - line_start + 1
-                raise UnexpectedCharacters(
+                raise UnexpectedCharacters(  # type: ignore[no-untyped-call]  # Lark's is untyped
                     text,
                     pos,
                     line,
@@ -118,7 +107,7 @@ class PipeLexer(BasicLexer):
                     state=parser_state,
                     terminals_by_name=self.terminals_by_name,
                 )
-            kind = m.lastgroup
+            kind: str = m.lastgroup  # type: ignore[assignment]  # every alternative is a named group
             start, token_end = m.span(kind)
             pos = m.end()
             start_line, column = line, start - line_start + 1
@@ -138,7 +127,7 @@ class PipeLexer(BasicLexer):
                 self.line_tokens = line_tokens = []
             value = m.group(kind)
             token = new_token(Token, value)
-            token.type = kind  # type: ignore[misc]
+            token.type = kind
             token.value = value
             token.start_pos = start
             token.line = start_line
@@ -146,7 +135,7 @@ class PipeLexer(BasicLexer):
             token.end_line = line
             token.end_column = token_end - line_start + 1
             token.end_pos = token_end
-            if kind in _NESTING:
+            if kind in NESTING:
                 if kind in OPENERS:
                     brackets.append(token)
                     if len(brackets) > MAX_NESTING:

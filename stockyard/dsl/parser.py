@@ -1,8 +1,11 @@
 """Parse ``.pipe`` source into the AST (:mod:`stockyard.dsl.syntax`); problems come back as
 :class:`~stockyard.dsl.diagnostics.Diagnostic` values, never as exceptions.
 
-Lark analyses the grammar (cached on disk); :mod:`.lexer` tokenizes, :mod:`.lalr` runs the
-table and :mod:`.builder` makes the nodes as rules reduce. A file is parsed whole. When that
+Lark analyses the grammar (:mod:`.grammar`, cached on disk); :mod:`.lexer` tokenizes,
+:mod:`.lalr` runs the table and :mod:`.builder` makes the nodes as rules reduce. The lexer and
+the table loop are an accelerator built on Lark's internals: when they cannot be built (a Lark
+release renamed something), Lark's own lexer and parser do the same work, slower, with the same
+builder and the same continuation rule (:mod:`.continuation`). A file is parsed whole. When that
 fails, it is split at block headers and each block is parsed on its own, so one broken block
 yields one diagnostic and the rest of the file is still checked; :mod:`.syntax_errors` words
 the errors.
@@ -10,115 +13,176 @@ the errors.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import os
+import logging
 import re
-import stat
-import tempfile
 import threading
 from functools import cache
-from importlib import resources
-from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from lark import Lark, Token
+from lark import __version__ as lark_version
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..core.span import Span
 from . import syntax
 from .builder import AstBuilder
+from .continuation import (
+    MAX_NESTING,
+    ContinuationPostLex,
+    TokenMemory,
+    TooDeep,
+    line_goes_on,
+)
 from .diagnostics import Diagnostic, Label, Severity
-from .lalr import TableParser
-from .lexer import MAX_NESTING, PipeLexer, TooDeep
+from .grammar import (
+    GRAMMAR_NAME,
+    analysed,
+    grammar_path,
+    new_lark,
+    terminal_regexp,
+)
 from .syntax_errors import syntax_diagnostic, values_below_name
 
-GRAMMAR_NAME = "pipe.lark"
+if TYPE_CHECKING:
+    from .lalr import TableParser
+    from .lexer import PipeLexer
 
-_BLOCK_HEADER = re.compile(
-    r'^[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*(?:[ \t]+(?:[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"))?[ \t]*\{'
-    # and a malformed header that still opens a block at the end of its line: `route 5 {`
-    r'|^[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*[ \t]+[^\n{}#"]*\{[ \t]*(?:#[^\n]*)?$',
-    re.MULTILINE,
-)
+__all__ = ["GRAMMAR_NAME", "build_lark", "grammar_path", "parse"]
 
-
-def grammar_path() -> Path:
-    """The grammar shipped inside the package, or ``grammar/pipe.lark`` of a source checkout."""
-    packaged = resources.files(__package__).joinpath(GRAMMAR_NAME)
-    if packaged.is_file():
-        return Path(str(packaged))
-    checkout = Path(__file__).resolve().parents[2] / "grammar" / GRAMMAR_NAME
-    if checkout.is_file():
-        return checkout
-    raise FileNotFoundError(f"the pipeline grammar {GRAMMAR_NAME} is missing from the installation")
+log = logging.getLogger("stockyard.dsl")
 
 
 def build_lark(*, strict: bool = False) -> tuple[Lark, PipeLexer]:
-    """The parser and its lexer (which remembers what it saw, for error messages). ``strict``
-    also proves the grammar has no conflicts and no colliding terminals (it needs the
-    ``interegular`` package); tests/test_grammar.py builds it that way, so the runtime need not
-    pay for the proof on every start."""
-    grammar = grammar_path().read_text(encoding="utf-8")
-    cache = None if strict else _cache_file()
-    parser = None
-    if cache is not None:
-        try:  # the analysed grammar, pickled by Lark (keyed on the grammar, options and versions)
-            parser = _new_lark(grammar, strict, cache)
-        except Exception:  # a cache is only ever an optimisation
-            pass
-    if parser is None:
-        parser = _new_lark(grammar, strict, False)
-    lexer = parser.parser.lexer
-    assert isinstance(lexer, PipeLexer)
-    return parser, lexer
+    """The analysed grammar and the fast lexer over it (which remembers what it saw, for error
+    messages). ``strict`` proves the grammar has no conflicts and no colliding terminals."""
+    from .lexer import PipeLexer
+
+    lark = new_lark(strict=strict) if strict else analysed()
+    return lark, _pipe_lexer(lark, PipeLexer)
 
 
-def _new_lark(grammar: str, strict: bool, cache: str | bool) -> Lark:
-    return Lark(
-        grammar,
-        cache=cache,
-        parser="lalr",
-        lexer=PipeLexer,
-        maybe_placeholders=False,
-        strict=strict,
-    )
+def _pipe_lexer(lark: Lark, lexer_class: type[PipeLexer]) -> PipeLexer:
+    # Lark's own lexer has validated the terminals already (or the cache skipped it): a copy of
+    # its configuration that says so spares the fast lexer the same checks.
+    conf = copy.copy(lark.lexer_conf)
+    conf.skip_validation = True
+    lexer = lexer_class(conf)
+    lexer.prepare()
+    return lexer
 
 
-def _cache_file() -> str | None:
-    """Where Lark keeps the analysed grammar: a directory of this user's own in the temp
-    directory (a pickle is only loaded from a place nobody else can write), else no cache."""
-    getuid = getattr(os, "getuid", None)
-    if getuid is None or os.environ.get("STOCKYARD_NO_GRAMMAR_CACHE"):
-        return None
-    try:
-        directory = Path(tempfile.gettempdir()) / f"stockyard-{getuid()}"
-        directory.mkdir(mode=0o700, exist_ok=True)
-        info = directory.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != getuid() or info.st_mode & 0o022:
-            return None
-        return str(directory / "pipe-grammar.lark-cache")
-    except OSError:
-        return None
+class _Parser(Protocol):
+    @property
+    def lexer(self) -> TokenMemory: ...
+
+    def blocks(self, text: str, path: str, line_offset: int) -> list[syntax.Block]:
+        """Parse to the AST's blocks; the caller holds ``_lock`` (the builder's file and
+        offset, the lexer's memory of open blocks)."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Parser:
-    """Lark's table run by :class:`TableParser`, fed by the lexer, building the AST."""
+class _FastParser:
+    """Lark's table run by :class:`TableParser`, fed by the fast lexer, building the AST."""
 
     table: TableParser
     lexer: PipeLexer
 
     def blocks(self, text: str, path: str, line_offset: int) -> list[syntax.Block]:
-        """Parse to the AST's blocks; the caller holds ``_lock`` (the builder's file and
-        offset, the lexer's memory of open blocks)."""
         _BUILDER.file = path
         _BUILDER.offset = line_offset
-        return self.table.parse(self.lexer.tokens(text))  # type: ignore[no-any-return]
+        blocks: list[syntax.Block] = self.table.parse(self.lexer.tokens(text))
+        return blocks
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _LarkParser:
+    """Lark's own lexer and LALR parser, with the same builder as transformer and the same
+    continuation rule as post-lexer: the fallback, and the reference the fast one is tested
+    against."""
+
+    lark: Lark
+    lexer: ContinuationPostLex
+
+    def blocks(self, text: str, path: str, line_offset: int) -> list[syntax.Block]:
+        _BUILDER.file = path
+        _BUILDER.offset = line_offset
+        blocks: list[syntax.Block] = self.lark.parse(text)  # type: ignore[assignment]  # the transformer's value, not a Tree
+        return blocks
+
+
+def lark_parser() -> _LarkParser:
+    """A parser of Lark's own (public API only), building the same AST as the fast one."""
+    postlex = ContinuationPostLex()
+    return _LarkParser(new_lark(transformer=_BUILDER, postlex=postlex), postlex)
+
+
+def fast_parser() -> _FastParser:
+    """The fast lexer and table loop. Raises whatever a Lark release that changed its
+    internals makes them raise."""
+    from .lalr import TableParser
+    from .lexer import PipeLexer
+
+    lark = analysed()
+    return _FastParser(TableParser(lark, _BUILDER), _pipe_lexer(lark, PipeLexer))
 
 
 @cache
 def _parser() -> _Parser:
-    lark, lexer = build_lark()
-    return _Parser(TableParser(lark, _BUILDER), lexer)
+    try:
+        return fast_parser()
+    except Exception as error:  # an accelerator only: any failure to build it means Lark's own
+        # Said once per process (the parser is built once); the traceback is for a bug report.
+        log.warning(
+            "the fast pipeline parser cannot be built with lark %s (%s: %s); "
+            "using Lark's own parser: same results, slower",
+            lark_version,
+            type(error).__name__,
+            error,
+        )
+        log.debug("why the fast pipeline parser cannot be built", exc_info=True)
+        return lark_parser()
+
+
+# A name as written in a block header, well-formed or not (`a..b`, `a-`): the characters of the
+# grammar's NAME without its rule that `.` and `-` only join words, so that a header with a
+# malformed name still starts a block. tests/test_grammar.py proves every NAME matches it.
+LOOSE_NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Shapes:
+    """What error recovery looks for in raw text, built from the grammar's terminals."""
+
+    block_header: re.Pattern[str]  # where a block starts: a file is split there
+    header_parts: re.Pattern[str]  # a header's kind and name
+    header_with_extra: re.Pattern[str]  # `route chat extra {`: group 1 is the extra
+    string_or_comment: re.Pattern[str]  # blanked out before counting brackets
+    line_goes_on: tuple[str, ...]  # a line ending in one of these continues the attribute
+
+
+@cache
+def _shapes() -> _Shapes:
+    # Built on first use: only a file with a syntax error needs them, and the grammar is loaded
+    # by then.
+    string, comment = terminal_regexp("STRING"), terminal_regexp("COMMENT")
+    label = f"(?:{LOOSE_NAME}|{string})"
+    return _Shapes(
+        block_header=re.compile(
+            rf"^[ \t]*{LOOSE_NAME}(?:[ \t]+{label})?[ \t]*\{{"
+            # and a malformed header that still opens a block at the end of its line: `route 5 {`
+            rf'|^[ \t]*{LOOSE_NAME}[ \t]+[^\n{{}}#"]*\{{[ \t]*(?:{comment})?$',
+            re.MULTILINE,
+        ),
+        header_parts=re.compile(
+            rf"[ \t]*({LOOSE_NAME})(?:[ \t]+({LOOSE_NAME}|{string}))?[ \t]*\{{"
+        ),
+        header_with_extra=re.compile(rf"[ \t]*{LOOSE_NAME}[ \t]+{label}([^\n{{}}#]+)\{{"),
+        string_or_comment=re.compile(f"{string}|{comment}"),
+        line_goes_on=line_goes_on(),
+    )
 
 
 _lock = threading.Lock()
@@ -139,7 +203,7 @@ def _parse_by_block(
     text: str, path: str, parser: _Parser
 ) -> tuple[syntax.SourceFile, list[Diagnostic]]:
     lexer = parser.lexer
-    starts = [m.start() for m in _BLOCK_HEADER.finditer(text)]
+    starts = [m.start() for m in _shapes().block_header.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     bounds = list(zip(starts, starts[1:] + [len(text)]))
@@ -174,7 +238,7 @@ def _parse_by_block(
                     strays.append(
                         syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
-                    pos = error.token.start_pos  # type: ignore[attr-defined]
+                    pos = error.token.start_pos  # type: ignore[attr-defined]  # UnexpectedToken: its token
                     segment = segment[:pos] + " " + segment[pos + 1 :]
                 elif _missing_open_brace(error, segment) and len(skipped) < 25:
                     # `route chat` with its `{` forgotten: report it, then read the block as if
@@ -182,7 +246,7 @@ def _parse_by_block(
                     skipped.append(
                         syntax_diagnostic(error, segment, path, line_offset, lexer, next_header)
                     )
-                    pos = error.token.start_pos  # type: ignore[attr-defined]
+                    pos = error.token.start_pos  # type: ignore[attr-defined]  # UnexpectedToken: its token
                     segment = segment[:pos] + "{" + segment[pos:]
                 elif (repaired := _repaired_header(error, segment)) and len(skipped) < 25:
                     # `route chat extra {`: report it, then read the block under its first two
@@ -233,6 +297,7 @@ def _parse_by_block(
             if diagnostic.message.startswith("unclosed block"):
                 unclosed = (segment, line_offset, diagnostic, header)
             continue
+        assert tree is not None  # the loop above ends with a tree, or a failure handled here
         for block in tree:
             names = tuple(
                 name
@@ -244,12 +309,8 @@ def _parse_by_block(
     return syntax.SourceFile(path, text, tuple(blocks), tuple(broken)), diagnostics
 
 
-_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
-_LINE_GOES_ON = (",", "->", "|", "(", "[", ":", "\\")
-
-
 def _skippable_lines(
-    error: UnexpectedInput, segment: str, lexer: PipeLexer
+    error: UnexpectedInput, segment: str, lexer: TokenMemory
 ) -> tuple[int, int] | None:
     """The lines (1-based, within ``segment``) of the attribute in which a syntax error was
     found, when it is safely inside a block: blanking them leaves the rest parseable. None when
@@ -274,11 +335,11 @@ def _skippable_lines(
     lines = segment.split("\n")
     depth = 0
     for number in range(start, len(lines) + 1):
-        raw = _STRING_OR_COMMENT.sub('""', lines[number - 1]).strip()
+        raw = _shapes().string_or_comment.sub('""', lines[number - 1]).strip()
         if raw.startswith("}"):
             return (start, number - 1) if start <= number - 1 and error_line <= number else None
         depth += raw.count("(") + raw.count("[") - raw.count(")") - raw.count("]")
-        if number >= error_line and depth <= 0 and not raw.endswith(_LINE_GOES_ON):
+        if number >= error_line and depth <= 0 and not raw.endswith(_shapes().line_goes_on):
             return start, number
     return None  # the attribute runs to the end of the text: nothing to resume from
 
@@ -287,7 +348,7 @@ def _attribute_names(segment: str, region: tuple[int, int]) -> tuple[str, ...]:
     """Names that may start an attribute on these lines (each `;`-separated part)."""
     names: list[str] = []
     for line in segment.split("\n")[region[0] - 1 : region[1]]:
-        for part in _STRING_OR_COMMENT.sub('""', line).split(";"):
+        for part in _shapes().string_or_comment.sub('""', line).split(";"):
             m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", part)
             if m:
                 names.append(m.group(1))
@@ -332,18 +393,12 @@ def _missing_open_brace(error: UnexpectedInput, segment: str) -> bool:
     return len(following) - len(following.lstrip()) > indent
 
 
-_HEADER_WITH_EXTRA = re.compile(
-    r'[ \t]*[A-Za-z_][A-Za-z0-9_.\-]*[ \t]+(?:[A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*")'
-    r"([^\n{}#]+)\{"
-)
-
-
 def _repaired_header(error: UnexpectedInput, segment: str) -> str | None:
     """`route chat extra {`: the segment with what comes between the name and the `{` blanked
     out (columns kept), when the syntax error is there; else None."""
     if not isinstance(error, UnexpectedToken) or error.token.line != 1:
         return None
-    m = _HEADER_WITH_EXTRA.match(segment)
+    m = _shapes().header_with_extra.match(segment)
     if m is None or not m.start(1) <= (error.token.start_pos or 0) < m.end(1):
         return None
     return segment[: m.start(1)] + " " * (m.end(1) - m.start(1)) + segment[m.end(1) :]
@@ -387,14 +442,9 @@ def _nested_block(
     )
 
 
-_HEADER_PARTS = re.compile(
-    r'[ \t]*([A-Za-z_][A-Za-z0-9_.\-]*)(?:[ \t]+([A-Za-z_][A-Za-z0-9_.\-]*|"(?:[^"\\\n]|\\.)*"))?[ \t]*\{'
-)
-
-
 def _broken_header(segment: str, path: str, line_offset: int) -> syntax.BrokenBlock | None:
     """What a block that failed to parse declares, read from its header line."""
-    m = _HEADER_PARTS.match(segment)
+    m = _shapes().header_parts.match(segment)
     if m is None:
         return None
     kind, label = m.group(1), m.group(2)

@@ -310,11 +310,11 @@ def _check_prices(
     for hop in hops:
         if hop.model is not None:
             explicit.append((hop.model, hop.model_span or hop.span, "sent upstream by", None))
-    for model, span, how, asked in explicit:
-        if not priced(model):
-            message = f"model `{model}` has no known price"
-            if asked:
-                message = f"model `{asked}` is sent as `{model}`, which has no known price"
+    for sent, span, how, asked_as in explicit:
+        if not priced(sent):
+            message = f"model `{sent}` has no known price"
+            if asked_as:
+                message = f"model `{asked_as}` is sent as `{sent}`, which has no known price"
             diagnostics.append(
                 Diagnostic(
                     "SY305",
@@ -323,10 +323,10 @@ def _check_prices(
                     span,
                     "cost would be unknown",
                     notes=(
-                        f"`{model}` is {how} route `{route.name}`; its requests would be "
+                        f"`{sent}` is {how} route `{route.name}`; its requests would be "
                         "recorded with an unknown cost",
                     ),
-                    help=f'add `price "{model}" {{ input $…/1M  output $…/1M }}`',
+                    help=f'add `price "{sent}" {{ input $…/1M  output $…/1M }}`',
                 )
             )
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from re import _constants as sre  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
+from re import _constants as sre
+from re import _parser as sre_parse
+from typing import Any
 
 from lark.lexer import TerminalDef
 
@@ -77,7 +78,12 @@ def first_chars(pattern: str, flags: int = 0) -> frozenset[str] | None:
     return None if chars is None or nullable else frozenset(chars)
 
 
-def _first_of_sequence(items: Iterable[tuple[object, object]]) -> tuple[set[str] | None, bool]:
+# The parsed expression is a sequence of (opcode, argument); the argument's shape depends on the
+# opcode (a code point, a sub-pattern, a (low, high, sub-pattern) repeat…), hence `Any`.
+_Item = tuple[Any, Any]
+
+
+def _first_of_sequence(items: Iterable[_Item]) -> tuple[set[str] | None, bool]:
     chars: set[str] = set()
     for op, av in items:
         first, nullable = _first_of_item(op, av)
@@ -89,20 +95,20 @@ def _first_of_sequence(items: Iterable[tuple[object, object]]) -> tuple[set[str]
     return chars, True
 
 
-def _first_of_item(op: object, av: object) -> tuple[set[str] | None, bool]:
+def _first_of_item(op: object, av: Any) -> tuple[set[str] | None, bool]:
     if op is sre.LITERAL:
-        return {chr(av)} if av < 128 else set(), False  # type: ignore[operator,arg-type]
+        return {chr(av)} if av < 128 else set(), False
     if op is sre.IN:
-        return _first_of_class(av), False  # type: ignore[arg-type]
+        return _first_of_class(av), False
     if op is sre.SUBPATTERN:
-        _group, add_flags, _del_flags, sub = av  # type: ignore[misc]
+        _group, add_flags, _del_flags, sub = av
         if add_flags & re.IGNORECASE:
             return None, False
         return _first_of_sequence(sub.data)
     if op is sre.BRANCH:
         chars: set[str] = set()
         nullable = False
-        for branch in av[1]:  # type: ignore[index]
+        for branch in av[1]:
             first, empty = _first_of_sequence(branch.data)
             if first is None:
                 return None, False
@@ -110,7 +116,7 @@ def _first_of_item(op: object, av: object) -> tuple[set[str] | None, bool]:
             nullable = nullable or empty
         return chars, nullable
     if op in _REPEATS:
-        low, _high, sub = av  # type: ignore[misc]
+        low, _high, sub = av
         first, empty = _first_of_sequence(sub.data)
         return first, empty or low == 0
     if op in (sre.AT, sre.ASSERT, sre.ASSERT_NOT):
@@ -118,17 +124,17 @@ def _first_of_item(op: object, av: object) -> tuple[set[str] | None, bool]:
     return None, False  # any character, a back-reference, …: cannot tell
 
 
-def _first_of_class(items: Iterable[tuple[object, object]]) -> set[str] | None:
+def _first_of_class(items: Iterable[_Item]) -> set[str] | None:
     chars: set[str] = set()
     for op, av in items:
         if op is sre.LITERAL:
-            if av < 128:  # type: ignore[operator]
-                chars.add(chr(av))  # type: ignore[arg-type]
+            if av < 128:
+                chars.add(chr(av))
         elif op is sre.RANGE:
-            low, high = av  # type: ignore[misc]
+            low, high = av
             chars.update(_ASCII[low : min(high, 127) + 1])
         elif op is sre.CATEGORY and av in _CATEGORIES:
-            chars.update(_CATEGORIES[av])  # type: ignore[index]
+            chars.update(_CATEGORIES[av])
         else:
             return None  # a negated class, another category: cannot tell
     return chars

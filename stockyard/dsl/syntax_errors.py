@@ -8,13 +8,14 @@ context.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..core.span import Span
+from .continuation import CLOSERS, OPENERS, TokenMemory, line_goes_on_words
 from .diagnostics import Diagnostic, Label, Severity
-from .lexer import CLOSERS, OPENERS, PipeLexer
 
 _TERMINAL_WORDS = {
     "NAME": "a name",
@@ -77,6 +78,12 @@ def _describe_token(token: Token) -> str:
     return f"`{token}`"
 
 
+class _At(Protocol):
+    """The span of ``width`` columns at a line and column of the text being parsed."""
+
+    def __call__(self, line: int, column: int, width: int = 1) -> Span: ...
+
+
 def _end_of_text_span(text: str, path: str, line_offset: int) -> Span:
     stripped = text.rstrip()
     line = stripped.count("\n") + 1
@@ -89,7 +96,7 @@ def syntax_diagnostic(
     segment: str,
     path: str,
     line_offset: int,
-    lexer: PipeLexer,
+    lexer: TokenMemory,
     next_header: tuple[str, int] | None,
 ) -> Diagnostic:
     def at(line: int, column: int, width: int = 1) -> Span:
@@ -115,11 +122,10 @@ def syntax_diagnostic(
             "SY001",
             Severity.ERROR,
             f"the values of `{name}` are on the line below it",
-            at(token.line, lexer.line_tokens[0].column, max(1, len(rest))),
+            at(token.line, lexer.line_tokens[0].column or 1, max(1, len(rest))),
             f"read as a new line, not as values of `{name}`",
             notes=(
-                "a line break ends an attribute, unless the line ends with `,`, `->`, `|`, "
-                "`(`, `[`, `:` or `\\`",
+                f"a line break ends an attribute, unless the line ends with {line_goes_on_words()}",
             ),
             help=f"write them on line {name_line + line_offset}: `{name} {rest}`",
         )
@@ -183,7 +189,7 @@ def syntax_diagnostic(
 
 
 def values_below_name(
-    error: UnexpectedInput, segment: str, lexer: PipeLexer
+    error: UnexpectedInput, segment: str, lexer: TokenMemory
 ) -> tuple[int, str] | None:
     """`models` alone on its line, its values on the next (`"a", "b"`, `[trace]`, or a chain
     `openai -> backup` read as an attribute named `openai`): (the name's line, the name)."""
@@ -231,7 +237,7 @@ def _fallback_help(token: Token, expected: set[str]) -> str | None:
     return None
 
 
-def _between(lexer: PipeLexer, token: Token, fallback: str) -> str:
+def _between(lexer: TokenMemory, token: Token, fallback: str) -> str:
     """``: `trace, audit``` — the two items a comma should separate, as written."""
     recent = lexer.recent
     if (
@@ -272,7 +278,7 @@ _DANGLING = {
 }
 
 
-def _dangling(token: Token, lexer: PipeLexer, at) -> Diagnostic | None:  # type: ignore[no-untyped-def]
+def _dangling(token: Token, lexer: TokenMemory, at: _At) -> Diagnostic | None:
     """``chain openai ->`` at the end of a line: the value goes on, and then nothing comes."""
     recent = lexer.recent
     if len(recent) < 2 or recent[-1] is not token:
@@ -285,6 +291,7 @@ def _dangling(token: Token, lexer: PipeLexer, at) -> Diagnostic | None:  # type:
     if previous.type == "COMMA" and token.type != "RBRACE":
         return None  # a comma ending a line inside brackets is fine; after it, anything may come
     shown, what = _DANGLING[previous.type]
+    assert previous.line is not None and previous.column is not None  # lexed: it has a place
     span = at(previous.line, previous.column, 1 if previous.type != "_ARROW" else 2)
     return Diagnostic(
         "SY001",
@@ -297,10 +304,11 @@ def _dangling(token: Token, lexer: PipeLexer, at) -> Diagnostic | None:  # type:
     )
 
 
-def _bad_character(error: UnexpectedCharacters, segment: str, at) -> Diagnostic:  # type: ignore[no-untyped-def]
+def _bad_character(error: UnexpectedCharacters, segment: str, at: _At) -> Diagnostic:
     line_text = _line(segment, error.line)
     rest = line_text[error.column - 1 :]
-    char = rest[:1] or segment[error.pos_in_stream : error.pos_in_stream + 1]
+    pos: int = error.pos_in_stream  # type: ignore[assignment]  # Lark's class default is None; a lexer error sets it
+    char = rest[:1] or segment[pos : pos + 1]
     if char == '"':
         return Diagnostic(
             "SY003",
@@ -391,7 +399,7 @@ def _unexpected_end(
     segment: str,
     path: str,
     line_offset: int,
-    lexer: PipeLexer,
+    lexer: TokenMemory,
     next_header: tuple[str, int] | None,
 ) -> Diagnostic:
     end = _end_of_text_span(segment, path, line_offset)

@@ -14,6 +14,7 @@ from typing import Any
 from ..core.span import Span
 from ..core.values import EnvRef, RateValue
 from . import literals, syntax
+from .grammar import terminal_pattern
 from .suggest import did_you_mean
 
 
@@ -50,15 +51,16 @@ class ValueProblem(Exception):
         )
 
 
-# What a string's text would be without its quotes (the grammar's literal forms).
+# What a string's text would be without its quotes: the grammar's literal forms (its terminals,
+# in this order of preference), and the AST's kind for each.
 _UNQUOTED = (
-    ("duration", re.compile(r"[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d)")),
-    ("rate", re.compile(r"[0-9]+(?:\.[0-9]+)?[kKM]?/(?:s|sec|second|m|min|minute|h|hour|d|day)")),
-    ("size", re.compile(r"[0-9]+(?:\.[0-9]+)?(?:B|KB|MB|GB|KiB|MiB|GiB)")),
-    ("money", re.compile(r"\$[0-9]+(?:\.[0-9]+)?(?:/[0-9]+[KkM]?)?")),
-    ("number", re.compile(r"[0-9]+(?:\.[0-9]+)?")),
-    ("status", re.compile(r"[1-5]xx")),
-    ("name", re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z0-9_]+)*")),
+    ("duration", "DURATION"),
+    ("rate", "RATE"),
+    ("size", "SIZE"),
+    ("money", "MONEY"),
+    ("number", "NUMBER"),
+    ("status", "STATUS"),
+    ("name", "NAME"),
 )
 
 TYPE_MISMATCH = "SY106"
@@ -105,8 +107,8 @@ class ValueType:
         if not (isinstance(value, syntax.Literal) and value.kind == "string"):
             return None
         text = value.text
-        for kind, pattern in _UNQUOTED:
-            if pattern.fullmatch(text):
+        for kind, terminal in _UNQUOTED:
+            if terminal_pattern(terminal).fullmatch(text):
                 bare: syntax.Value = (
                     syntax.Ident(text, value.span)
                     if kind == "name"
@@ -217,7 +219,7 @@ class Duration(ValueType):
             raise self.json_mismatch(value)
         if isinstance(value, int | float):
             return self._range(Decimal(str(value)), None, f"{value}s")
-        if isinstance(value, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)", value):
+        if isinstance(value, str) and terminal_pattern("DURATION").fullmatch(value):
             return self._range(literals.duration_seconds(value), None, f"`{value}`")
         raise self.json_mismatch(value)
 
@@ -700,7 +702,9 @@ class Condition(ValueType):
     def from_json(self, value: Any) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             return self._code(str(value), None)
-        if isinstance(value, str) and (value in self.NAMES or re.fullmatch(r"[1-5]xx", value)):
+        if isinstance(value, str) and (
+            value in self.NAMES or terminal_pattern("STATUS").fullmatch(value)
+        ):
             return value
         if isinstance(value, str) and value.isdigit():
             return self._code(value, None)
