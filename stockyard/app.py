@@ -45,7 +45,8 @@ class Stockyard:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             await self.gateway(scope, receive, send)
         else:
-            await self.api(scope, receive, send)
+            # Quart types the scope as its own TypedDicts; the server's dict is one of them.
+            await self.api(scope, receive, send)  # type: ignore[arg-type]
 
     async def open(self) -> bool:
         """Open the store and load the pipelines. False (diagnostics logged) if nothing loaded."""
@@ -63,6 +64,10 @@ class Stockyard:
             self._poller.cancel()
             self._poller = None
         await self.reloader.stop()
+        # Requests the server tore down may still be running their end: let them queue what
+        # they record before the store flushes and closes.
+        if not await self.gateway.ending.drained(timeout=self.settings.grace + 5):
+            log.warning("closing with %d requests still recording", self.gateway.ending.in_flight)
         await self.services.aclose()
         if self._opened:
             await self.store.close()

@@ -10,7 +10,6 @@ from ..core.generation import (
     CapSpec,
     Generation,
     HopSpec,
-    ModelMatcher,
     ModuleConfig,
     Policy,
     PriceSpec,
@@ -79,7 +78,7 @@ def _provider(decl: ProviderDecl) -> ProviderSpec:
         timeout=_first(values, "timeout"),  # type: ignore[arg-type]
         connect_timeout=_first(values, "connect_timeout"),  # type: ignore[arg-type]
         max_connections=_first(values, "max_connections"),  # type: ignore[arg-type]
-        headers=tuple(tuple(a.positional) for a in values.attributes.get("header", ())),  # type: ignore[misc]
+        headers=tuple(tuple(a.positional) for a in values.attributes.get("header", ())),
         options=frozen_map(options),
         source=str(values.block.header),
     )
@@ -140,7 +139,6 @@ def _route(route: RouteDecl, program: Program) -> RouteSpec:
         cap=cap,
         modules=tuple(ModuleConfig(m.name, frozen_map(m.params)) for m in route.modules),
         source=str(values.block.header),
-        matcher=ModelMatcher(models) if models else None,
     )
 
 

@@ -44,7 +44,7 @@ class Metrics:
             self.cost[route] += ctx.cost
         if ctx.cache == "hit":
             self.cache_hits[route] += 1
-        seconds = ctx.elapsed_ms() / 1000
+        seconds = ctx.duration_ms() / 1000
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
         self.latency_count += 1
@@ -68,8 +68,8 @@ class Metrics:
             "counter",
             "Requests that ended in an error, by route and status.",
         )
-        for (route, status), n in sorted(self.errors.items()):
-            out.append(f'stockyard_errors_total{{route="{_esc(route)}",status="{status}"}} {n}')
+        for (route, code), n in sorted(self.errors.items()):
+            out.append(f'stockyard_errors_total{{route="{_esc(route)}",status="{code}"}} {n}')
         family("stockyard_tokens_total", "counter", "Tokens, by route and kind.")
         for (route, kind), n in sorted(self.tokens.items()):
             out.append(f'stockyard_tokens_total{{route="{_esc(route)}",kind="{kind}"}} {n}')
