@@ -1,7 +1,9 @@
 """The compiled form of all ``.pipe`` files: an immutable :class:`Generation`.
 
 A request reads the current generation once and uses it to the end, so nothing here changes
-after compilation. Matching structures (path index, model regexes) are built once, here.
+after compilation, and it is pure data: the path index is built here, but model patterns stay
+patterns (the gateway's router, :mod:`stockyard.runtime.router`, compiles them at activation;
+``stockyard check`` never needs them).
 """
 
 from __future__ import annotations
