@@ -68,7 +68,13 @@ class Gateway:
             ctx.error = ctx.error or "client disconnected"
         finally:
             watcher.cancel()
-            await self.ending.run(ctx, response, active.prices)
+            try:
+                await self.ending.run(ctx, response, active.prices)
+            except asyncio.CancelledError:
+                # The caller left just as the answer ended: the steps have all run regardless.
+                if not ctx.disconnected:
+                    raise
+                work.uncancel()
 
     def _models(self) -> dict[str, Any]:
         active = self.current()
