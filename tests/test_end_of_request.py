@@ -29,7 +29,7 @@ from stockyard.dsl import CheckOptions
 from stockyard.modules.cost_cap import Reservations
 from stockyard.runtime.end import Ending
 from stockyard.runtime.gateway import Gateway as AsgiGateway
-from stockyard.runtime.pipeline import activate
+from stockyard.runtime.pipeline import ActiveGeneration, activate
 from stockyard.runtime.router import Router
 from stockyard.runtime.services import Services
 from stockyard.store.database import Store
@@ -290,3 +290,58 @@ def test_a_stream_cut_by_shutdown_is_still_recorded(tmp_path: Path, up: Upstream
     with sqlite3.connect(db) as conn:
         (requests,) = conn.execute("SELECT SUM(requests) FROM spend_daily").fetchone()
     assert requests == 1
+
+
+def test_a_stream_never_sent_is_still_closed_and_its_end_runs(tmp_path: Path) -> None:
+    """The caller's connection fails before the stream's first byte is sent: the stream is
+    closed (stopping the upstream) and ``on_close`` runs as the sequence's first step, then
+    the hooks — in the gateway, not left to whoever happened to be iterating the stream."""
+    generation = checked(pipeline("http://127.0.0.1:9", "trace"))
+    events: list[str] = []
+
+    class Chunks:  # an upstream stream: closing it stops the upstream
+        def __aiter__(self) -> Chunks:
+            return self
+
+        async def __anext__(self) -> bytes:
+            return b"data: {}\n\n"
+
+        async def aclose(self) -> None:
+            events.append("stream closed")
+
+    async def handler(ctx: RequestContext) -> GatewayResponse:
+        async def hook(done: RequestContext) -> None:
+            events.append(f"trace hook, status {done.status}")
+
+        ctx.on_end(Phase.TRACE, hook)
+        response = GatewayResponse(200, {"content-type": "text/event-stream"}, stream=Chunks())
+        response.on_close.append(lambda: events.append("on_close"))
+        return response
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "gw.db")
+        await store.open()
+        services = Services(store=store)
+        active = ActiveGeneration(generation, Router(generation), {"chat": handler}, {}, {})
+        app = AsgiGateway(lambda: active, 1 << 20, services)
+        body = json.dumps({"model": "m", "messages": MESSAGES, "stream": True}).encode()
+        sent = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if sent:
+                return sent.pop()
+            await asyncio.sleep(3600)  # the caller never hangs up
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            raise ConnectionResetError("the caller's socket is gone")
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                 "headers": [], "client": ("127.0.0.1", 1)}  # fmt: skip
+        with pytest.raises(ConnectionResetError):
+            await app(scope, receive, send)
+        assert app.ending.in_flight == 0
+        await store.close()
+
+    asyncio.run(scenario())
+    assert events == ["stream closed", "on_close", "trace hook, status 200"]
