@@ -345,3 +345,40 @@ def test_a_stream_never_sent_is_still_closed_and_its_end_runs(tmp_path: Path) ->
 
     asyncio.run(scenario())
     assert events == ["stream closed", "on_close", "trace hook, status 200"]
+
+
+def test_drained_waits_for_the_sequences_in_flight(tmp_path: Path) -> None:
+    generation = checked(pipeline("http://127.0.0.1:9", "trace"))
+    route = generation.routes[0]
+
+    async def scenario() -> list[str]:
+        store = Store(tmp_path / "drain.db")
+        await store.open()
+        ending = Ending(Services(store=store))
+        release = asyncio.Event()
+        seen: list[str] = []
+
+        async def slow(done: RequestContext) -> None:
+            await release.wait()
+            seen.append("hook done")
+
+        for _ in range(2):  # twice: a second drain must not see the first one's event
+            ctx = RequestContext(
+                id=new_trace_id(), method="POST", path="/v1/chat/completions", headers={},
+                client_ip="", raw_body=b"{}", body={}, generation=generation, route=route,
+                model="m", stream=False,
+            )  # fmt: skip
+            ctx.on_end(Phase.AUDIT, slow)
+            running = asyncio.ensure_future(ending.run(ctx, None, {}))
+            await asyncio.sleep(0.01)
+            assert ending.in_flight == 1
+            assert not await ending.drained(0.05)
+            release.set()
+            assert await ending.drained(5)
+            seen.append("drained")
+            await running
+            release.clear()
+        await store.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["hook done", "drained"] * 2

@@ -61,14 +61,15 @@ _PHASE = itemgetter(0)
 async def close_response(response: GatewayResponse) -> None:
     """Close the response's stream (a no-op once it has ended) and run its ``on_close``."""
     stream = response.stream
-    if stream is not None:
+    try:
         closer = getattr(stream, "aclose", None)
         if closer is not None:
             await closer()
-    for callback in response.on_close:
-        result = callback()
-        if asyncio.iscoroutine(result):
-            await result
+    finally:  # the connection is released even if closing the stream failed
+        for callback in response.on_close:
+            result = callback()
+            if asyncio.iscoroutine(result):
+                await result
 
 
 class Ending:
@@ -85,7 +86,8 @@ class Ending:
         """Wait until no sequence is running (True), or ``timeout`` seconds (False)."""
         if self.in_flight == 0:
             return True
-        self._idle = self._idle or asyncio.Event()
+        if self._idle is None or self._idle.is_set():  # set by an earlier drain: a new one
+            self._idle = asyncio.Event()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -99,21 +101,21 @@ class Ending:
         prices: Mapping[str, ModelPrice],
     ) -> None:
         """The sequence of the module docstring, for one request."""
+        ctx.ended_ms = ctx.elapsed_ms()
         self.in_flight += 1
         try:
-            await self._run(ctx, response, prices)
+            await self._steps(ctx, response, prices)
         finally:
             self.in_flight -= 1
             if self.in_flight == 0 and self._idle is not None:
                 self._idle.set()
 
-    async def _run(
+    async def _steps(
         self,
         ctx: RequestContext,
         response: GatewayResponse | None,
         prices: Mapping[str, ModelPrice],
     ) -> None:
-        ctx.ended_ms = ctx.elapsed_ms()
         cancelled: asyncio.CancelledError | None = None
         if response is not None:
             try:
