@@ -2,7 +2,8 @@
 
 Builds a generation whose route runs every module (or the default [trace, audit], or none)
 in front of the in-process `mock` provider, then calls the route's handler and the
-end-of-request step (`finish`: cost, spend, recorders) N times in one event loop. The store is
+end-of-request sequence (`stockyard.runtime.end`: close, usage, cost, spend, the modules'
+hooks, metrics) N times in one event loop. The store is
 real (a temporary SQLite file, one writer task), so trace/audit/cache rows are really queued.
 
     python bench/chain_bench.py [--requests 20000] [--stream]
@@ -24,8 +25,8 @@ import orjson
 from stockyard.catalog import check
 from stockyard.core.context import RequestContext, new_trace_id
 from stockyard.dsl import CheckOptions
+from stockyard.runtime.end import Ending
 from stockyard.runtime.pipeline import activate
-from stockyard.runtime.records import finish
 from stockyard.runtime.services import Services
 from stockyard.store.database import Store
 
@@ -66,6 +67,7 @@ async def run(modules: str, requests: int, stream: bool, directory: Path) -> flo
     generation = active.generation
     route = generation.routes[0]
     handler = active.handlers[route.name]
+    ending = Ending(services)
     headers = {"content-type": "application/json"}
     if key:
         headers["authorization"] = f"Bearer {key}"
@@ -97,7 +99,7 @@ async def run(modules: str, requests: int, stream: bool, directory: Path) -> flo
         if response.stream is not None:
             async for _chunk in response.stream:
                 pass
-        await finish(ctx, services, active.prices)
+        await ending.run(ctx, response, active.prices)
 
     for index in range(200):  # warm up
         await one(-index)

@@ -278,8 +278,8 @@ def micro(requests: int) -> dict[str, float]:
     from stockyard.core.context import Attempt, RequestContext, new_trace_id
     from stockyard.core.response import GatewayResponse
     from stockyard.dsl import CheckOptions
+    from stockyard.runtime.end import Ending
     from stockyard.runtime.pipeline import activate, build_module
-    from stockyard.runtime.records import finish
     from stockyard.runtime.services import Services
     from stockyard.store.database import Store
 
@@ -292,6 +292,7 @@ def micro(requests: int) -> dict[str, float]:
         services = Services(store=store)
         await store.open()
         active = activate(generation, services)
+        ending = Ending(services)
         chain = [build_module(config, services) for config in route.modules]
 
         async def upstream(ctx: RequestContext) -> GatewayResponse:
@@ -319,8 +320,8 @@ def micro(requests: int) -> dict[str, float]:
                 client_ip="127.0.0.1", raw_body=MICRO_BODY, body=orjson.loads(MICRO_BODY),
                 generation=generation, route=route, model="gpt-4o-mini", stream=False,
             )  # fmt: skip
-            await handler(ctx)
-            await finish(ctx, services, active.prices)
+            response = await handler(ctx)
+            await ending.run(ctx, response, active.prices)
             if store.queue.qsize() > 500:
                 await asyncio.sleep(0)  # let the writer run, as it would between requests
         await store.close()  # everything written

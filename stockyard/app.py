@@ -69,6 +69,10 @@ class Stockyard:
             self._poller.cancel()
             self._poller = None
         await self.reloader.stop()
+        # Requests the server tore down may still be running their end: let them queue what
+        # they record before the store flushes and closes.
+        if not await self.gateway.ending.drained(timeout=self.settings.grace + 5):
+            log.warning("closing with %d requests still recording", self.gateway.ending.in_flight)
         await self.services.aclose()
         if self._opened:
             await self.store.close()

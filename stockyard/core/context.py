@@ -1,4 +1,6 @@
-"""The per-request context every module and the dispatcher share."""
+"""The per-request context every module and the dispatcher share, and the phases of a request's
+end in which a module may take part (:class:`Phase`; the whole sequence, and who runs it, is
+described in :mod:`stockyard.runtime.end`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import IntEnum
 from typing import Any
 
 from .generation import Generation, RouteSpec
@@ -38,6 +41,23 @@ class Attempt:
         }
 
 
+class Phase(IntEnum):
+    """The steps of a request's end that modules take part in, in the order they run.
+
+    The runtime's own steps come around them: usage and cost are settled and spend is counted
+    before :attr:`SETTLE`; metrics are counted after :attr:`AUDIT`.
+    """
+
+    SETTLE = 1  # give back or correct what was held at admission (cost_cap, rate_limit)
+    KEEP = 2  # keep the answer for later (cache): it carries the settled cost
+    TRACE = 3  # the trace row: shows the settled cost and what SETTLE noted
+    AUDIT = 4  # the ledger event
+
+
+EndHook = Callable[["RequestContext"], Awaitable[None]]
+"""Run once when the request has ended, in its :class:`Phase`; may read the final context."""
+
+
 @dataclass(slots=True)
 class RequestContext:
     id: str
@@ -67,15 +87,24 @@ class RequestContext:
     overhead_ms: float | None = None  # the gateway's own time, up to the response head
     first_token_ms: float | None = None
     cache: str | None = None
-    notes: dict[str, Any] = field(default_factory=dict)  # module findings for the trace
+    # Findings for the trace, shown as they are: nothing reads them to decide anything.
+    notes: dict[str, Any] = field(default_factory=dict)
+    blocked_by: str | None = None  # the module that refused the request (trace: notes.blocked_by)
+    disconnected: bool = False  # the caller went away first (trace: notes.disconnected)
+    ended_ms: float | None = None  # after the last byte: when the end-of-request sequence began
     response_headers: dict[str, str] = field(default_factory=dict)
-    # Called once when the request has ended (trace, audit): registered by modules.
-    recorders: list[Callable[[RequestContext], Awaitable[None]]] = field(default_factory=list)
+    # (phase, hook) in the order modules asked (:meth:`on_end`); the runtime orders by phase.
+    end_hooks: list[tuple[Phase, EndHook]] = field(default_factory=list)
     response_body: bytes | None = None  # kept only when a recorder asks for bodies
     keep_bodies: bool = False
     authorization_consumed: bool = False  # the Authorization header held a gateway key
     # Headers for the upstream request, lower-case names; None removes a header.
     upstream_headers: dict[str, str | None] = field(default_factory=dict)
+
+    def on_end(self, phase: Phase, hook: EndHook) -> None:
+        """Run ``hook`` once when the request has ended, in ``phase`` (after the last byte, an
+        error, or the caller's disconnect). A failing hook is logged; the others still run."""
+        self.end_hooks.append((phase, hook))
 
     def set_body(self, body: dict[str, Any]) -> None:
         self.body = body
@@ -91,3 +120,7 @@ class RequestContext:
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
+
+    def duration_ms(self) -> float:
+        """First byte in to last byte out: the time recording took is not the request's."""
+        return self.ended_ms if self.ended_ms is not None else self.elapsed_ms()

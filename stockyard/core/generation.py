@@ -1,7 +1,9 @@
 """The compiled form of all ``.pipe`` files: an immutable :class:`Generation`.
 
 A request reads the current generation once and uses it to the end, so nothing here changes
-after compilation. Matching structures (path index, model regexes) are built once, here.
+after compilation, and it is pure data: the path index is built here, but model patterns stay
+patterns (the gateway's router, :mod:`stockyard.runtime.router`, compiles them at activation;
+``stockyard check`` never needs them).
 """
 
 from __future__ import annotations
@@ -97,29 +99,6 @@ def glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL)
 
 
-class ModelMatcher:
-    """Whether a model name matches a route's patterns. The regex is compiled when a gateway
-    activates the pipeline (:meth:`compile`), not by `stockyard check`, which never matches a
-    model: a thousand routes' worth of regexes it would build for nothing."""
-
-    __slots__ = ("_compiled", "_regex", "patterns")
-
-    def __init__(self, patterns: tuple[str, ...]) -> None:
-        self.patterns = patterns
-        self._regex: re.Pattern[str] | None = None
-        self._compiled = not patterns or "*" in patterns  # every model: nothing to compile
-
-    def compile(self) -> None:
-        if not self._compiled:
-            self._regex = glob_regex(self.patterns)
-            self._compiled = True
-
-    def __call__(self, model: str) -> bool:
-        if not self._compiled:  # a generation used without a gateway's activation (tests)
-            self.compile()
-        return self._regex is None or self._regex.match(model) is not None
-
-
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     name: str
@@ -130,10 +109,13 @@ class RouteSpec:
     cap: CapSpec | None
     modules: tuple[ModuleConfig, ...]
     source: str
-    matcher: ModelMatcher | None = field(default=None, compare=False, repr=False)
 
     def matches_model(self, model: str) -> bool:
-        return self.matcher is None or self.matcher(model)
+        """Whether ``model`` matches the route's patterns. For tools and tests: it builds the
+        pattern on every call (from ``re``'s cache at best); the gateway routes with
+        :class:`stockyard.runtime.router.Router`, which compiles each route's once."""
+        regex = glob_regex(self.models)
+        return regex is None or regex.match(model) is not None
 
     def chain_text(self) -> str:
         def hop(h: HopSpec) -> str:
@@ -174,7 +156,8 @@ class Generation:
     routes_by_path: Mapping[str, tuple[RouteSpec, ...]] = field(compare=False, repr=False)
 
     def route_for(self, path: str, model: str) -> RouteSpec | None:
-        """The first route, in declaration order, serving ``path`` whose patterns match ``model``."""
+        """The first route, in declaration order, serving ``path`` whose patterns match ``model``
+        (for tools and tests: see :meth:`RouteSpec.matches_model`)."""
         for route in self.routes_by_path.get(path, ()):
             if route.matches_model(model):
                 return route

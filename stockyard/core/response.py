@@ -15,5 +15,6 @@ class GatewayResponse:
     headers: dict[str, str]
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
-    # Called once when a stream ends (normally, with an error, or by disconnect).
+    # Run once when the request has ended, after the stream is closed (normally, with an error,
+    # or by disconnect): the first step of the end-of-request sequence (runtime/end.py).
     on_close: list[Callable[[], Any]] = field(default_factory=list)

@@ -11,7 +11,6 @@ from ..core.generation import (
     CapSpec,
     Generation,
     HopSpec,
-    ModelMatcher,
     ModuleConfig,
     Policy,
     PriceSpec,
@@ -143,7 +142,6 @@ def _route(route: RouteDecl, program: Program) -> RouteSpec:
         cap=cap,
         modules=tuple(ModuleConfig(m.name, frozen_map(m.params)) for m in route.modules),
         source=str(values.block.header),
-        matcher=ModelMatcher(models) if models else None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.context import RequestContext
+from ..core.context import Phase, RequestContext
 from ..core.response import GatewayResponse
 from ..dsl.schema import RECORDS, frozen_map
 from ..store.money import dollars_text, to_pico
@@ -42,7 +42,7 @@ def create(params: Params, services: ModuleServices) -> Module:
         )
 
     async def audit(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
-        ctx.recorders.append(record)
+        ctx.on_end(Phase.AUDIT, record)
         return await call_next(ctx)
 
     return audit

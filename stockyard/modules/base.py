@@ -1,6 +1,12 @@
 """What a module is, for the runtime: a factory that turns checked parameters and the gateway's
 services into an onion layer ``async (ctx, call_next) -> response``.
 
+A module that must act when the request has ended (settle what it reserved, keep the answer,
+record it) declares a hook for that phase while it handles the request —
+``ctx.on_end(Phase.SETTLE, hook)`` — and the runtime runs it in its place in the one
+end-of-request sequence (:mod:`stockyard.runtime.end`), after the last byte of a stream too.
+Code after ``call_next`` runs before the answer is sent, so it is only for rewriting it.
+
 The language knows a module by its :class:`~stockyard.dsl.schema.ModuleSpec` (parameters,
 roles); :class:`ModuleDefinition` adds the factory. A module file declares one as ``SPEC``, and
 ``stockyard/modules/__init__.py`` lists it in :data:`~stockyard.modules.REGISTRY`.

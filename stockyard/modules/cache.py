@@ -14,8 +14,8 @@ chunk; a non-streamed answer as its JSON body. Only complete successes are store
 no error, and for a stream, the stream ended normally (not cut, not abandoned by the caller, no
 error event; chat/completions and completions streams must end with ``[DONE]``).
 
-**Cost.** An entry is written from a recorder, after the request has ended and its cost is
-settled, so the entry carries what the original request cost. A hit costs 0 and is traced with
+**Cost.** An entry is kept in the ``KEEP`` phase of the end-of-request sequence
+(:mod:`stockyard.runtime.end`), after the request has ended and its cost is settled, so the entry carries what the original request cost. A hit costs 0 and is traced with
 ``cache: hit`` and ``notes.cost_saved`` (that stored cost, a decimal string; null when the
 original cost was unknown).
 
@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..core.context import RequestContext
+from ..core.context import Phase, RequestContext
 from ..core.response import GatewayResponse
 from ..core.sse import DONE, parse_event, split_events
 from ..dsl.schema import SERVES, Param, frozen_map
@@ -385,7 +385,7 @@ def create(params: Params, services: ModuleServices) -> Module:
                 if ctx.error is None and ctx.status == 200:
                     _add(ctx, key, answer, content_type)
 
-            ctx.recorders.append(keep)
+            ctx.on_end(Phase.KEEP, keep)
             return response
         tee = _Tee()
         response.stream = tee.run(response.stream)
@@ -397,7 +397,7 @@ def create(params: Params, services: ModuleServices) -> Module:
             if answer and _stream_complete(answer, ctx.path):
                 _add(ctx, key, answer, "text/event-stream")
 
-        ctx.recorders.append(keep_stream)
+        ctx.on_end(Phase.KEEP, keep_stream)
         return response
 
     def _add(ctx: RequestContext, key: str, body: bytes, content_type: str) -> None:
@@ -421,7 +421,7 @@ def create(params: Params, services: ModuleServices) -> Module:
                 ),
                 max_entries,
             )
-        except Exception:  # never stop the recorders that follow
+        except Exception:  # logged here: a cache failure is not the request's
             log.exception("caching the answer of request %s failed", ctx.id)
 
     return cache

@@ -17,8 +17,9 @@ How a request is admitted
    of the next month). Otherwise the estimate is reserved — check and reservation happen
    without an ``await`` in between, so concurrent requests cannot both take the last dollar.
 4. When the request has ended (a stream: at its last byte), the gateway adds the actual cost
-   to the spend counters and then runs the request's recorders; the first of them releases
-   the reservation. Spend therefore never overshoots a cap by more than what requests spent
+   to the spend counters; then, in the ``SETTLE`` phase of the end-of-request sequence
+   (:mod:`stockyard.runtime.end`), before the trace is written, the reservation is released
+   and ``notes.cost_cap.settled`` set. Spend therefore never overshoots a cap by more than what requests spent
    beyond their estimates. A request that was served but whose cost stays unknown (the
    provider reported no usage: typically a stream the caller abandoned) keeps its reservation
    until the cap resets — the worst case is booked, since the provider bills it anyway. (Kept
@@ -42,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from ..core.context import RequestContext
+from ..core.context import Phase, RequestContext
 from ..core.response import GatewayResponse
 from ..dsl.schema import REJECTS, Param, frozen_map
 from ..dsl.value_types import Choice, Integer
@@ -287,7 +288,7 @@ def create(params: Params, services: ModuleServices) -> Module:
         scope = cap.per
         value = {"project": ctx.project, "key": ctx.key_id, "route": ctx.route.name}.get(scope)
         if not value:
-            ctx.notes["blocked_by"] = "cost_cap"
+            ctx.blocked_by = "cost_cap"
             raise AuthenticationFailed(
                 f"route `{ctx.route.name}` caps spend per key, but the request carries no "
                 "gateway key (the route needs `auth` before `cost_cap`)",
@@ -307,7 +308,7 @@ def create(params: Params, services: ModuleServices) -> Module:
         if unpriced:
             ctx.notes["unpriced"] = unpriced[0] if len(unpriced) == 1 else unpriced
             if reject_unpriced:
-                ctx.notes["blocked_by"] = "cost_cap"
+                ctx.blocked_by = "cost_cap"
                 names = ", ".join(f"`{m}`" for m in unpriced)
                 raise PermissionDenied(
                     f"model {names} has no price, so route `{ctx.route.name}`'s spend cap cannot "
@@ -339,7 +340,7 @@ def create(params: Params, services: ModuleServices) -> Module:
                 for p, *_ in refusals
             )
             when = "today" if period == "daily" else "this month"
-            ctx.notes["blocked_by"] = "cost_cap"
+            ctx.blocked_by = "cost_cap"
             ctx.notes["cost_cap"] = {
                 "cap": period,
                 "limit": format(from_pico(limit_pico), "f"),
@@ -370,7 +371,7 @@ def create(params: Params, services: ModuleServices) -> Module:
         released = False
 
         async def settle(done: RequestContext) -> None:
-            # Runs after finish() has added the actual cost to the spend counters.
+            # The SETTLE phase: the actual cost is already in the spend counters.
             nonlocal released
             if released:
                 return
@@ -386,8 +387,8 @@ def create(params: Params, services: ModuleServices) -> Module:
             reservations.release(scope, value, day, estimate)
             note["settled"] = format(done.cost, "f") if done.cost is not None else None
 
-        # First among the recorders: the release must not wait for (or depend on) the others.
-        ctx.recorders.insert(0, settle)
+        # Before the trace (which shows what was settled), and independent of its success.
+        ctx.on_end(Phase.SETTLE, settle)
         return await call_next(ctx)
 
     return cost_cap

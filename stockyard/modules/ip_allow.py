@@ -46,7 +46,7 @@ def create(params: Params, services: ModuleServices) -> Module:
 
     async def ip_allow(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
         if not admitted(ctx.client_ip):
-            ctx.notes["blocked_by"] = "ip_allow"
+            ctx.blocked_by = "ip_allow"
             raise PermissionDenied(
                 f"requests from {ctx.client_ip or 'this address'} are not allowed",
                 code="ip_not_allowed",

@@ -60,7 +60,7 @@ def create(params: Params, services: ModuleServices) -> Module:
         if over:
             field = over[0]
             if reject:
-                ctx.notes["blocked_by"] = "max_tokens"
+                ctx.blocked_by = "max_tokens"
                 ctx.notes["max_tokens"] = {"asked": body[field], "limit": limit, "field": field}
                 raise InvalidRequest(
                     f"`{field}` is {body[field]}, above this route's limit of {limit}; "

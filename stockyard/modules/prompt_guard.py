@@ -109,7 +109,7 @@ def create(params: Params, services: ModuleServices) -> Module:
                 "pattern": pattern.pattern[:80],
             }
             if action == "block":
-                ctx.notes["blocked_by"] = "prompt_guard"
+                ctx.blocked_by = "prompt_guard"
                 raise InvalidRequest(
                     "the prompt was blocked by the gateway's prompt-injection guard",
                     code="prompt_blocked",

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ..core.context import RequestContext
+from ..core.context import Phase, RequestContext
 from ..core.response import GatewayResponse
 from ..core.values import RateValue
 from ..dsl.schema import REJECTS, Param, frozen_map
@@ -151,7 +151,7 @@ def create(params: Params, services: ModuleServices) -> Module:
         else:
             owner = ctx.client_ip or "unknown"
         if not owner:
-            ctx.notes["blocked_by"] = "rate_limit"
+            ctx.blocked_by = "rate_limit"
             raise AuthenticationFailed(
                 f"route `{ctx.route.name}` limits requests per key, but the request carries no "
                 "gateway key (the route needs `auth` before `rate_limit`)",
@@ -182,7 +182,7 @@ def create(params: Params, services: ModuleServices) -> Module:
             headers["retry-after"] = str(retry)
             headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
             names = " and ".join(f"{lim.value} {lim.kind}" for lim in short)
-            ctx.notes["blocked_by"] = "rate_limit"
+            ctx.blocked_by = "rate_limit"
             ctx.notes["rate_limit"] = {
                 "limit": [f"{lim.kind}: {lim.value}" for lim in short],
                 "per": per,
@@ -221,7 +221,7 @@ def create(params: Params, services: ModuleServices) -> Module:
                 )
                 ctx.notes["rate_limit"]["tokens_actual"] = actual
 
-            ctx.recorders.insert(0, correct)
+            ctx.on_end(Phase.SETTLE, correct)
         return await call_next(ctx)
 
     return rate_limit

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import orjson
 
-from ..core.context import RequestContext
+from ..core.context import Phase, RequestContext
 from ..core.env import resolve
 from ..core.response import GatewayResponse
 from ..dsl.schema import RECORDS, Param, frozen_map
@@ -63,7 +62,13 @@ def _secrets(ctx: RequestContext) -> tuple[str, ...]:
 
 
 def trace_row(ctx: RequestContext, bodies: bool, limit: int) -> tuple[Any, ...]:
-    notes = {k: v for k, v in ctx.notes.items() if not k.startswith("_")}
+    notes = ctx.notes
+    if ctx.blocked_by is not None or ctx.disconnected:
+        notes = dict(notes)
+        if ctx.blocked_by is not None:
+            notes["blocked_by"] = ctx.blocked_by
+        if ctx.disconnected:
+            notes["disconnected"] = True
     secrets = _secrets(ctx) if bodies else ()
     return (
         ctx.id,
@@ -85,7 +90,7 @@ def trace_row(ctx: RequestContext, bodies: bool, limit: int) -> tuple[Any, ...]:
         ctx.usage.reasoning_tokens,
         to_pico(ctx.cost) if ctx.cost is not None else None,
         int(ctx.cost is not None),
-        round((time.perf_counter() - ctx.started) * 1000, 3),
+        round(ctx.duration_ms(), 3),
         round(ctx.first_token_ms, 3) if ctx.first_token_ms is not None else None,
         round(ctx.overhead_ms, 3) if ctx.overhead_ms is not None else None,
         orjson.dumps([a.to_json() for a in ctx.attempts]).decode(),
@@ -104,7 +109,7 @@ def create(params: Params, services: ModuleServices) -> Module:
         await store.add_trace(trace_row(ctx, bodies, limit))
 
     async def trace(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
-        ctx.recorders.append(record)
+        ctx.on_end(Phase.TRACE, record)
         if bodies:
             ctx.keep_bodies = True
         return await call_next(ctx)

@@ -2,6 +2,7 @@
 
 Per request: read the body (bounded), validate it, pick the route from the current generation
 (read once), run the route's prebuilt handler, and send the answer — streaming chunk by chunk.
+Then, once, the end-of-request sequence (:mod:`stockyard.runtime.end`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from ..core import sse
 from ..core.context import RequestContext, new_trace_id
 from ..core.response import GatewayResponse
 from ..exceptions import GatewayError, InvalidRequest, NoRoute, PayloadTooLarge
+from .end import Ending
 from .pipeline import ActiveGeneration
-from .records import finish
+from .services import Services
 
 log = logging.getLogger("stockyard.gateway")
 
@@ -30,11 +32,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 class Gateway:
     def __init__(
-        self, current: Callable[[], ActiveGeneration | None], max_body: int, services: Any = None
+        self, current: Callable[[], ActiveGeneration | None], max_body: int, services: Services
     ) -> None:
         self.current = current
         self.max_body = max_body
         self.services = services
+        self.ending = Ending(services)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -45,15 +48,33 @@ class Gateway:
                 return
             ctx, active = await self._context(scope, receive, trace_id, started)
         except GatewayError as error:
-            metrics = getattr(self.services, "metrics", None)
-            if metrics is not None:
-                metrics.reject(error.status)
+            self.services.metrics.reject(error.status)
             await _send_error(send, error, {"x-stockyard-trace-id": trace_id})
             return
+        # From here on the request is routed: whatever happens, its end runs once, below.
+        work = asyncio.current_task()
+        assert work is not None
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, work))
+        response: GatewayResponse | None = None
         try:
-            await self._serve(ctx, active, receive, send)
+            response = await self._handle(ctx, active, send)
+            if response is not None:
+                await _send_response(ctx, response, send)
+        except asyncio.CancelledError:
+            if not ctx.disconnected:
+                raise
+            work.uncancel()  # our own cancellation: the request is over, its end is not
+            ctx.status = ctx.status or 499
+            ctx.error = ctx.error or "client disconnected"
         finally:
-            await finish(ctx, self.services, active.prices)
+            watcher.cancel()
+            try:
+                await self.ending.run(ctx, response, active.prices)
+            except asyncio.CancelledError:
+                # The caller left just as the answer ended: the steps have all run regardless.
+                if not ctx.disconnected:
+                    raise
+                work.uncancel()
 
     def _models(self) -> dict[str, Any]:
         active = self.current()
@@ -93,7 +114,7 @@ class Gateway:
         if active is None:
             raise GatewayError("no pipeline is loaded", status=503, code="not_ready")
         generation = active.generation
-        route = generation.route_for(path, model)
+        route = active.router.route_for(path, model)
         if route is None:
             raise _no_route(generation, path, model)
         client = scope.get("client") or ("", 0)
@@ -132,33 +153,17 @@ class Gateway:
             if not message.get("more_body"):
                 return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
-    async def _serve(
-        self, ctx: RequestContext, active: ActiveGeneration, receive: Receive, send: Send
-    ) -> None:
-        """Run the route's handler and send its answer; a caller who leaves stops the work."""
-        work = asyncio.current_task()
-        assert work is not None
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, ctx, work))
-        try:
-            await self._respond(ctx, active, send)
-        except asyncio.CancelledError:
-            if not ctx.notes.get("disconnected"):
-                raise
-            work.uncancel()  # our own cancellation: the request is over, recording is not
-            ctx.status = ctx.status or 499
-            ctx.error = ctx.error or "client disconnected"
-        finally:
-            watcher.cancel()
-
-    async def _respond(self, ctx: RequestContext, active: ActiveGeneration, send: Send) -> None:
+    async def _handle(
+        self, ctx: RequestContext, active: ActiveGeneration, send: Send
+    ) -> GatewayResponse | None:
+        """Run the route's handler; an error it raises is answered here (and None returned)."""
         handler = active.handlers[ctx.route.name]
         try:
-            response = await handler(ctx)
+            return await handler(ctx)
         except GatewayError as error:
             ctx.status = error.status
             ctx.error = error.message
             await _send_error(send, error, _headers(ctx))
-            return
         except Exception:
             log.exception("request %s failed inside the gateway", ctx.id)
             ctx.status = 500
@@ -167,24 +172,27 @@ class Gateway:
                 GatewayError("internal gateway error; see the gateway log", code="internal_error"),
                 _headers(ctx),
             )
-            return
-        headers = {**response.headers, **_headers(ctx)}
-        ctx.status = ctx.status or response.status
-        if response.stream is None:
-            if ctx.keep_bodies:
-                ctx.response_body = response.body
-            await _start(send, response.status, headers)
-            await send({"type": "http.response.body", "body": response.body})
-            return
+        return None
+
+
+async def _send_response(ctx: RequestContext, response: GatewayResponse, send: Send) -> None:
+    headers = {**response.headers, **_headers(ctx)}
+    ctx.status = ctx.status or response.status
+    if response.stream is None:
+        if ctx.keep_bodies:
+            ctx.response_body = response.body
         await _start(send, response.status, headers)
-        await _pump(ctx, response, send)
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    await _start(send, response.status, headers)
+    await _pump(ctx, response, send)
 
 
 async def _watch_disconnect(receive: Receive, ctx: RequestContext, work: asyncio.Task[Any]) -> None:
     """Wait for the caller to go away (the body is already read), then cancel the request."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    ctx.notes["disconnected"] = True
+    ctx.disconnected = True
     work.cancel()
 
 
@@ -205,7 +213,8 @@ def _headers(ctx: RequestContext) -> dict[str, str]:
 
 async def _pump(ctx: RequestContext, response: GatewayResponse, send: Send) -> None:
     """Forward a stream chunk by chunk as it arrives. An upstream failure after the first byte
-    becomes an SSE error event (never a fake [DONE]); closing the stream stops the upstream."""
+    becomes an SSE error event (never a fake [DONE]). The end-of-request sequence closes the
+    stream (which stops the upstream if the caller left first)."""
     stream = response.stream
     assert stream is not None
     kept: list[bytes] | None = [] if ctx.keep_bodies else None
@@ -230,13 +239,6 @@ async def _pump(ctx: RequestContext, response: GatewayResponse, send: Send) -> N
     finally:
         if kept is not None:
             ctx.response_body = b"".join(kept)
-        closer = getattr(stream, "aclose", None)
-        if closer is not None:
-            await closer()
-        for callback in response.on_close:
-            result = callback()
-            if asyncio.iscoroutine(result):
-                await result
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

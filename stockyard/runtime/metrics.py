@@ -44,7 +44,7 @@ class Metrics:
             self.cost[route] += ctx.cost
         if ctx.cache == "hit":
             self.cache_hits[route] += 1
-        seconds = ctx.elapsed_ms() / 1000
+        seconds = ctx.duration_ms() / 1000
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
         self.latency_count += 1

@@ -1,5 +1,6 @@
-"""Put a compiled Generation into service: adapters per provider and, per route, the module
-onion wrapped once around the dispatcher. Requests then only call ``handlers[route]``."""
+"""Put a compiled Generation into service: adapters per provider, the router (each route's model
+patterns compiled once) and, per route, the module onion wrapped once around the dispatcher.
+Requests then only call ``router.route_for`` and ``handlers[route]``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..providers import ADAPTERS
 from ..providers.base import Adapter
 from .dispatch import Dispatcher
 from .records import price_overrides
+from .router import Router
 from .services import Services
 from .validate import validate
 
@@ -25,6 +27,7 @@ from .validate import validate
 @dataclass(frozen=True)
 class ActiveGeneration:
     generation: Generation
+    router: Router
     handlers: Mapping[str, Handler]
     adapters: Mapping[str, Adapter]
     prices: Mapping[str, ModelPrice]  # `price` blocks as pricing overrides
@@ -62,8 +65,6 @@ def activate(generation: Generation, services: Services) -> ActiveGeneration:
         adapters[name] = factory(provider, services.clients)
     handlers: dict[str, Handler] = {}
     for route in generation.routes:
-        if route.matcher is not None:
-            route.matcher.compile()  # now, not on the route's first request
         handler: Handler = _validated(
             Dispatcher(route, generation.providers, adapters, services.breakers)
         )
@@ -77,6 +78,7 @@ def activate(generation: Generation, services: Services) -> ActiveGeneration:
         handlers[route.name] = handler
     return ActiveGeneration(
         generation,
+        Router(generation),  # patterns compiled now, not on a route's first request
         MappingProxyType(handlers),
         MappingProxyType(adapters),
         MappingProxyType(price_overrides(generation.prices)),

@@ -1,24 +1,24 @@
-"""What happens when a request ends: its cost, spend, metrics, and the recorders modules asked
-for (trace, audit). Called exactly once per routed request, after the last byte."""
+"""A request's numbers once it has ended: its usage checked, its cost settled, its spend counted.
+These are the runtime's own steps of the end-of-request sequence (:mod:`stockyard.runtime.end`
+runs them, in order, around the modules' hooks)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..core.context import RequestContext
+from ..core.generation import PriceSpec
 from ..pricing import ModelPrice, cost, lookup
 from ..store.money import to_pico
 from ..store.spend import utc_day
 
-log = logging.getLogger("stockyard.records")
+if TYPE_CHECKING:  # the store loads aiosqlite: nothing here needs it at run time
+    from ..store.database import Store
 
-Recorder = Callable[[RequestContext], Awaitable[None]]
 
-
-def price_overrides(prices: Mapping[str, Any]) -> dict[str, ModelPrice]:
+def price_overrides(prices: Mapping[str, PriceSpec]) -> dict[str, ModelPrice]:
     """``price`` blocks of a generation, in the pricing module's shape (built once per generation)."""
     return {m: ModelPrice(m, p.input, p.output, p.cached) for m, p in prices.items()}
 
@@ -41,8 +41,8 @@ def check_usage(ctx: RequestContext) -> None:
 
 
 def settle_cost(ctx: RequestContext, overrides: Mapping[str, ModelPrice]) -> None:
-    """Set ``ctx.cost`` exactly, or leave it None and flag the model as unpriced."""
-    check_usage(ctx)
+    """Set ``ctx.cost`` exactly, or leave it None and flag the model as unpriced. Expects
+    :func:`check_usage` to have run."""
     if ctx.cost is not None:
         return
     served = any(a.outcome == "ok" for a in ctx.attempts)
@@ -61,44 +61,16 @@ def settle_cost(ctx: RequestContext, overrides: Mapping[str, ModelPrice]) -> Non
     ctx.cost = cost(price, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
 
 
-async def finish(ctx: RequestContext, services: Any, overrides: Mapping[str, ModelPrice]) -> None:
-    """Settle cost, count spend, run recorders. Never raises into the request path, and one
-    failing step never keeps the others (a trace, a reservation's release) from running."""
-    try:
-        settle_cost(ctx, overrides)
-    except Exception as error:  # e.g. usage that contradicts itself
-        ctx.cost = None
-        ctx.notes["cost_unknown"] = f"usage could not be priced: {error}"
-        log.warning("request %s: cost unknown: %s", ctx.id, error)
-    try:
-        await _count_spend(ctx, services)
-    except Exception:
-        log.exception("counting the spend of request %s failed", ctx.id)
-    for recorder in ctx.recorders:
-        try:
-            await recorder(ctx)
-        except Exception:
-            log.exception("a recorder of request %s failed", ctx.id)
-
-
-async def _count_spend(ctx: RequestContext, services: Any) -> None:
-    metrics = getattr(services, "metrics", None)
-    if metrics is not None:
-        metrics.observe(ctx)
-    store = getattr(services, "store", None)
-    if store is None:
-        return
+def count_spend(ctx: RequestContext, store: Store) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Add the request's cost to the in-memory spend counters (what ``cost_cap`` admits by),
+    and return the ``spend_daily`` row (key, values) to queue for the database."""
     pico = to_pico(ctx.cost) if ctx.cost is not None else 0
     day = utc_day(ctx.started_at)
-    key = (
-        day,
-        ctx.project,
-        ctx.key_id or "",
-        ctx.route.name,
-        ctx.served_model or ctx.model,
-        ctx.provider or "",
-    )
+    route = ctx.route.name
+    key_id = ctx.key_id or ""
+    store.spend.add(day, ctx.project, key_id, route, pico)
     usage = ctx.usage
+    key = (day, ctx.project, key_id, route, ctx.served_model or ctx.model, ctx.provider or "")
     values = (
         1,
         usage.prompt_tokens,
@@ -107,5 +79,4 @@ async def _count_spend(ctx: RequestContext, services: Any) -> None:
         pico,
         1 if ctx.cost is None else 0,
     )
-    store.spend.add(day, ctx.project, ctx.key_id or "", ctx.route.name, pico)
-    await store.add_spend(key, values)
+    return key, values

@@ -154,9 +154,7 @@ class Reloader:
     def _reset_breakers(self, previous: ActiveGeneration, active: ActiveGeneration) -> None:
         """A provider whose definition changed (say, its base_url was fixed) is a new provider:
         its breaker forgets the failures of the old definition."""
-        breakers = getattr(self.services, "breakers", None)
-        if breakers is None:
-            return
+        breakers = self.services.breakers
         for name, spec in active.generation.providers.items():
             old = previous.generation.providers.get(name)
             if old is not None and replace(old, source="") != replace(spec, source=""):
