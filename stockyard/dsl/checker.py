@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..core.generation import PASSTHROUGH
 from ..core.span import Span
 from ..core.values import EnvRef
 from . import syntax
@@ -351,7 +352,7 @@ def _check_providers(program: Program, diagnostics: list[Diagnostic]) -> None:
                 )
             )
         key = values.get("api_key")
-        if key is not None and isinstance(key.first, str) and key.first != "passthrough":
+        if key is not None and isinstance(key.first, str) and key.first != PASSTHROUGH:
             diagnostics.append(
                 Diagnostic(
                     "SY308",

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..core.generation import (
+    PASSTHROUGH,
     CapSpec,
     Generation,
     HopSpec,
@@ -66,7 +67,7 @@ def _provider(decl: ProviderDecl) -> ProviderSpec:
     kind = decl.kind
     assert kind is not None
     api_key_attr = values.get("api_key")
-    api_key = api_key_attr.first if api_key_attr is not None else "passthrough"
+    api_key = api_key_attr.first if api_key_attr is not None else PASSTHROUGH
     options = {
         name: (attrs[0].first if len(attrs[0].positional) == 1 else attrs[0].positional)
         for name, attrs in values.attributes.items()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..core.generation import PASSTHROUGH
 from ..core.span import Span
 from ..core.values import EnvRef, RateValue
 from . import literals, syntax
@@ -562,7 +563,7 @@ class Secret(ValueType):
 
     def from_ast(self, value: syntax.Value) -> str | EnvRef | None:
         if isinstance(value, syntax.Ident) and value.name in ("passthrough", "none"):
-            return None if value.name == "none" else "passthrough"
+            return None if value.name == "none" else PASSTHROUGH
         if isinstance(value, syntax.Ident):
             raise ValueProblem(
                 INVALID_VALUE,

@@ -41,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -52,6 +52,9 @@ from ..dsl.schema import SERVES, Param, frozen_map
 from ..dsl.value_types import Boolean, Duration, Integer
 from ..store.money import dollars_text, to_pico
 from .base import Handler, Module, ModuleDefinition, ModuleServices, Params
+
+if TYPE_CHECKING:  # the store loads aiosqlite: `stockyard check` never needs it
+    from ..store.database import Store
 
 log = logging.getLogger("stockyard.cache")
 T = TypeVar("T")
@@ -156,7 +159,7 @@ class CacheState:
     """Shared by every route and generation (a reload keeps it): pending writes and the entries
     written but not yet committed."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.pending = Pending()
         self.inflight: dict[str, Entry] = {}  # taken by a flush, not yet committed
@@ -228,7 +231,7 @@ class CacheState:
             return await after(conn) if after is not None else None
 
         try:
-            return await self.store.call(work)  # type: ignore[no-any-return]
+            return await self.store.call(work)
         finally:
             if taken:
                 for key, entry in taken[0].inserts.items():
@@ -270,9 +273,9 @@ async def _write(conn: Any, pending: Pending) -> None:
                 )
 
 
-def state(services: Any) -> CacheState:
+def state(services: ModuleServices) -> CacheState:
     """The process's cache state (shared with the admin API)."""
-    return services.shared("cache", lambda: CacheState(services.store))  # type: ignore[no-any-return]
+    return services.shared("cache", lambda: CacheState(services.store))
 
 
 # --- the module ---------------------------------------------------------------------------------
@@ -327,13 +330,7 @@ def create(params: Params, services: ModuleServices) -> Module:
     ttl = float(params["ttl"])
     max_entries = int(params["max_entries"])
     streams = bool(params["streams"])
-    store = getattr(services, "store", None)
-    if store is None:  # nowhere to keep answers: pass everything through
-
-        async def passthrough(ctx: RequestContext, call_next: Handler) -> GatewayResponse:
-            return await call_next(ctx)
-
-        return passthrough
+    store = services.store
     shared = state(services)
 
     async def find(key: str, now: float) -> tuple[int, str, bytes, int | None] | None:

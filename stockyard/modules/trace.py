@@ -9,6 +9,7 @@ import orjson
 
 from ..core.context import Phase, RequestContext
 from ..core.env import resolve
+from ..core.generation import PASSTHROUGH
 from ..core.response import GatewayResponse
 from ..dsl.schema import RECORDS, Param, frozen_map
 from ..dsl.value_types import Boolean, Size
@@ -54,7 +55,7 @@ def _secrets(ctx: RequestContext) -> tuple[str, ...]:
         keys = (
             resolve(spec.api_key)
             for spec in generation.providers.values()
-            if spec.api_key is not None and spec.api_key != "passthrough"
+            if spec.api_key is not None and spec.api_key != PASSTHROUGH
         )
         _provider_keys = (generation, tuple(dict.fromkeys(k for k in keys if k)))
     caller = ctx.caller_key

@@ -192,8 +192,8 @@ def tool_choice_of(body: dict[str, Any]) -> str | tuple[str, str] | None:
     choice = body.get("tool_choice")
     if choice is None:
         return None
-    if choice in ("auto", "none", "required"):
-        return choice  # type: ignore[no-any-return]
+    if choice == "auto" or choice == "none" or choice == "required":
+        return str(choice)
     if isinstance(choice, dict):
         function = choice.get("function")
         if isinstance(function, dict) and isinstance(function.get("name"), str):

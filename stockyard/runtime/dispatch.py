@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from ..core.context import Attempt, RequestContext
 from ..core.env import resolve
-from ..core.generation import HopSpec, ProviderSpec, RouteSpec, TierSpec
+from ..core.generation import PASSTHROUGH, HopSpec, ProviderSpec, RouteSpec, TierSpec
 from ..core.response import GatewayResponse
 from ..core.usage import Usage
 from ..exceptions import (
@@ -93,7 +93,7 @@ class Dispatcher:
         self, ctx: RequestContext, provider: ProviderSpec, model: str, endpoint: str
     ) -> GatewayResponse:
         adapter = self.adapters[provider.name]
-        api_key = ctx.caller_key if provider.api_key == "passthrough" else resolve(provider.api_key)
+        api_key = ctx.caller_key if provider.api_key == PASSTHROUGH else resolve(provider.api_key)
 
         def record_usage(usage: Usage) -> None:
             ctx.usage = usage  # the dispatcher is the one writer of ctx.usage
@@ -170,7 +170,7 @@ def _scrub(text: str, ctx: RequestContext, provider: ProviderSpec) -> str:
     """Remove credentials from text that will be shown or recorded."""
     for secret in (
         ctx.caller_key,
-        resolve(provider.api_key) if provider.api_key != "passthrough" else None,
+        resolve(provider.api_key) if provider.api_key != PASSTHROUGH else None,
     ):
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")

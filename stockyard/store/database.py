@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -58,6 +58,8 @@ _DATA_ERRORS = (
 _INSERT_EVENT = (
     f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
+
+T = TypeVar("T")
 
 
 class SchemaTooNew(RuntimeError):
@@ -195,10 +197,10 @@ class Store:
     async def add_spend(self, key: tuple[str, ...], values: tuple[int, ...]) -> None:
         await self.put("spend", (key, values))
 
-    async def call(self, work: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+    async def call(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run ``work(connection)`` inside the writer, in order with queued rows, committed with
         them. For the rare admin writes (keys, toggles) that must be durable before answering."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self.put("call", (work, future))
         return await future
 
