@@ -28,7 +28,6 @@ class Hop:
 class ModuleUse:
     name: str
     params: Mapping[str, Any]  # every parameter, defaults filled in
-    given: frozenset[str]  # the parameters written in the file
     spec: ModuleSpec
     span: Span
 
@@ -346,4 +345,4 @@ def _module_use(
             diagnostics += problem_diagnostics(problem, span)
         if problems:
             return None
-    return ModuleUse(spec.name, params, frozenset(given), spec, span)
+    return ModuleUse(spec.name, params, spec, span)

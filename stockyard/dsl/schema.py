@@ -90,7 +90,6 @@ class BlockSpec:
     label: str | None  # "name", "string" or None (no label)
     label_words: str
     attributes: Mapping[str, AttributeSpec]
-    unique: bool = True  # at most one block of this kind per label (or at all without label)
     several_per_line: bool = False  # `input $1/1M output $2/1M` on one line
 
 
@@ -103,7 +102,6 @@ class ProviderKind:
     protocol: str  # the wire protocol / adapter: openai, azure, anthropic, gemini, mock
     base_url: str | None
     attributes: Mapping[str, AttributeSpec] = field(default_factory=frozen_map)
-    needs_api_key: bool = True
     key_env: str | None = None  # the conventional environment variable for its key
     # Whether a provider of this kind must have an address: true unless the kind answers by
     # itself (the offline mock). Without a default `base_url`, the file must give one.

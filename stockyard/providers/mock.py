@@ -31,7 +31,6 @@ KIND = ProviderKind(
     doc="A deterministic, offline fake LLM: echoes the prompt with realistic usage; streams.",
     protocol="mock",
     base_url=None,
-    needs_api_key=False,
     needs_base_url=False,
     attributes=frozen_map(
         {

@@ -25,7 +25,6 @@ KINDS = tuple(
         protocol="openai",
         base_url=url,
         key_env=env,
-        needs_api_key=env is not None,
     )
     for name, title, url, env in _PRESETS
 )
